@@ -1,0 +1,366 @@
+"""FUSION for causal LM: a SigLIP tower, projectors and interaction layers around a HF decoder.
+
+The decoder is transformers' own model class (Phi-3, Llama, Qwen2), used through its public
+forward: we hand it merged ``inputs_embeds`` and refine latent tokens with forward hooks on the
+chosen decoder layers. The hooks read their per-call inputs from the ``fusion_interaction`` kwarg
+that transformers passes to every decoder layer, so nothing is stored on the model between calls
+and concurrent calls cannot interfere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoConfig,
+    LlamaForCausalLM,
+    LlamaModel,
+    Phi3ForCausalLM,
+    Phi3Model,
+    PreTrainedModel,
+    Qwen2ForCausalLM,
+    Qwen2Model,
+)
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .configuration_fusion import (
+    FusionConfig,
+    FusionLlamaConfig,
+    FusionPhiConfig,
+    FusionQwen2Config,
+    build_vision_config,
+    resolve_vision_config,
+)
+from .constants import IMAGE_TOKEN_INDEX, LATENT_IMAGE_TOKEN_INDEX
+from .interaction import InteractionBlock, InteractionInputs
+from .loss import causal_lm_loss, text_mapping_loss, vision_mapping_loss
+from .merge import MergedInputs, merge_sequence
+from .projector import build_projector
+from .vision import FusionVisionTower
+
+# Modules kept out of 4/8-bit quantization (precision-sensitive and small).
+FUSION_UNQUANTIZED_MODULES = ["vision_tower", "mm_projector", "aux_projector", "vision_sampler_layers", "lm_head"]
+
+
+@dataclass
+class VisionOutputs:
+    image_tokens: torch.Tensor  # [B, N, D] item 4, text-guided, projected
+    latents: torch.Tensor  # [B, q, D]
+    context: torch.Tensor  # [B, q, w*w, D]
+    text_embeds: torch.Tensor  # [B, T, D] embed_tokens(instructs)
+    instruct_features: torch.Tensor  # [B, T, D]
+    text_valid: torch.Tensor  # [B, T] bool
+    patch_embeds: torch.Tensor  # [B, N, D_v] tower embedding output of item 4
+
+
+@dataclass
+class FusionCausalLMOutput(CausalLMOutputWithPast):
+    """``CausalLMOutputWithPast`` plus the loss parts (for logging) and the merged labels."""
+
+    ce_loss: torch.Tensor | None = None
+    text_loss: torch.Tensor | None = None
+    vision_loss: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+
+
+def _run_interaction(block: InteractionBlock, module: nn.Module, args: tuple, kwargs: dict[str, Any], output):
+    """Forward hook on a decoder layer: refine latent tokens when this call carries FUSION inputs."""
+    inputs = kwargs.get("fusion_interaction")
+    if inputs is None:
+        return None
+    hidden = output[0] if isinstance(output, tuple) else output
+    if hidden.shape[1] <= 1:  # a decoding step: interaction layers run at prefill only
+        return None
+    hidden = block(hidden, inputs)
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+class FusionModelMixin:
+    """Adds the vision side to a HF decoder base model (names as in the reference checkpoint)."""
+
+    def _init_fusion(self, config) -> None:
+        vision_config = build_vision_config(config)
+        d_v, d = vision_config.hidden_size, config.hidden_size
+        if config.mm_hidden_size is not None and config.mm_hidden_size != d_v:
+            raise ValueError(f"mm_hidden_size={config.mm_hidden_size} but the vision tower width is {d_v}")
+        self.vision_tower = FusionVisionTower(vision_config, config.vision_text_mask)
+        self.mm_projector = build_projector(config.mm_projector_type, 3 * d_v, d)
+        self.aux_projector = build_projector(config.mm_projector_type, d, d_v)
+        self.vision_sampler_layers = nn.ModuleList(
+            InteractionBlock(d, config.vision_sampler_num_heads) for _ in range(config.num_of_vision_sampler_layers)
+        )
+        start, stride = config.start_of_vision_sampler_layers, config.stride_of_vision_sampler_layers
+        for k, block in enumerate(self.vision_sampler_layers):
+            idx = start + k * stride
+            if 0 <= idx < len(self.layers):
+                self.layers[idx].register_forward_hook(partial(_run_interaction, block), with_kwargs=True)
+
+    def select_query_len(self, query_len: int | None) -> int:
+        """q for this call: explicit > random choice in training > the config's inference default."""
+        allowed = self.config.query_lengths
+        if query_len is None:
+            if self.training and len(allowed) > 1:
+                return allowed[int(torch.randint(len(allowed), ()).item())]
+            return self.config.default_query_len
+        if int(round(query_len**0.5)) ** 2 != query_len:
+            raise ValueError(f"query_len must be a perfect square, got {query_len}")
+        return int(query_len)
+
+    def encode_images(self, pixel_values: torch.Tensor, instruct_ids: torch.Tensor, q: int) -> VisionOutputs:
+        """Text-guided encoding of the whole image, plain encoding of the 4 tiles, pooled latents/context."""
+        if pixel_values.ndim != 5 or pixel_values.shape[1] != 5:
+            raise ValueError(f"pixel_values must be [B, 5, 3, S, S] (static_hd), got {tuple(pixel_values.shape)}")
+        bsz = pixel_values.shape[0]
+        if instruct_ids.shape[0] != bsz:
+            raise ValueError(f"instruct_ids has batch {instruct_ids.shape[0]}, pixel_values has {bsz}")
+        tower = self.vision_tower
+        dtype = tower.vision_tower.vision_model.embeddings.patch_embedding.weight.dtype
+        pixel_values = pixel_values.to(dtype)
+        text_embeds = self.embed_tokens(instruct_ids)
+        text_valid = instruct_ids != 0
+        feats, h0 = tower(pixel_values[:, 4], self.aux_projector(text_embeds), text_valid)
+        projected = self.mm_projector(feats)
+        n = tower.num_patches
+        tiles = pixel_values[:, :4].flatten(0, 1)
+        tile_feats, _ = tower(tiles)
+        grid = self.mm_projector(tile_feats)  # [4B, N, D]
+        p = int(round(n**0.5))
+        d = grid.shape[-1]
+        # 4 tiles row-major, patches row-major inside each tile -> one 2P x 2P grid.
+        grid = grid.view(bsz, 2, 2, p, p, d).permute(0, 5, 1, 3, 2, 4).reshape(bsz, d, 2 * p, 2 * p)
+        side = int(round(q**0.5))
+        w = self.config.window_size
+        latents = F.adaptive_max_pool2d(grid, side).flatten(2).transpose(1, 2)
+        ctx = F.adaptive_max_pool2d(grid, side * w)  # [B, D, s*w, s*w]
+        ctx = ctx.view(bsz, d, side, w, side, w).permute(0, 2, 4, 3, 5, 1).reshape(bsz, q, w * w, d)
+        return VisionOutputs(
+            image_tokens=projected[:, :n], latents=latents, context=ctx, text_embeds=text_embeds,
+            instruct_features=projected[:, n:], text_valid=text_valid, patch_embeds=h0[:, :n],
+        )
+
+    def prepare_multimodal_inputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None, instruct_ids: torch.Tensor | None = None,
+        query_len: int | None = None, padding_side: str | None = None,
+    ) -> tuple[MergedInputs, VisionOutputs]:
+        """Vision encoding + merged sequence. A sample without an image is encoded as a zero image,
+        exactly as the reference batches it."""
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be [B, L], got {tuple(input_ids.shape)}")
+        bsz = input_ids.shape[0]
+        vc = self.vision_tower.config
+        if pixel_values is None:
+            pixel_values = torch.zeros(bsz, 5, vc.num_channels, vc.image_size, vc.image_size, device=input_ids.device)
+        elif pixel_values.shape[0] != bsz:
+            raise ValueError(f"pixel_values has batch {pixel_values.shape[0]}, input_ids has {bsz}")
+        elif tuple(pixel_values.shape[2:]) != (vc.num_channels, vc.image_size, vc.image_size):
+            raise ValueError(
+                f"pixel_values must be [B, 5, {vc.num_channels}, {vc.image_size}, {vc.image_size}], "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        if instruct_ids is None:
+            instruct_ids = torch.zeros(bsz, 1, dtype=torch.long, device=input_ids.device)
+        q = self.select_query_len(query_len)
+        vision = self.encode_images(pixel_values, instruct_ids, q)
+        merged = merge_sequence(
+            input_ids, attention_mask, labels, self.embed_tokens, vision.image_tokens, vision.latents,
+            max_length=self.config.tokenizer_model_max_length,
+            padding_side=padding_side or self.config.tokenizer_padding_side,
+        )
+        return merged, vision
+
+
+class FusionPhi3Model(FusionModelMixin, Phi3Model):
+    config_class = FusionPhiConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._init_fusion(config)
+
+
+class FusionLlamaModel(FusionModelMixin, LlamaModel):
+    config_class = FusionLlamaConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._init_fusion(config)
+
+
+class FusionQwen2Model(FusionModelMixin, Qwen2Model):
+    config_class = FusionQwen2Config
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._init_fusion(config)
+
+
+def _has_placeholders(input_ids: torch.Tensor | None) -> bool:
+    return input_ids is not None and bool((input_ids < 0).any())
+
+
+class FusionForCausalLM:
+    """FUSION model. ``FusionForCausalLM.from_pretrained(dir)`` / ``FusionForCausalLM(config)``
+    return the class for the checkpoint's LLM family (all of them are ``FusionForCausalLM``)."""
+
+    _base_model_class: type = None
+
+    def __new__(cls, config=None, *args, **kwargs):
+        if cls is FusionForCausalLM:
+            cls = _family_class(config)
+        return super().__new__(cls)
+
+    def __init__(self, config):
+        # The family's own CausalLM __init__ would build a plain decoder; build ours instead.
+        PreTrainedModel.__init__(self, config)
+        self.model = self._base_model_class(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, config=None, **kwargs):
+        path = pretrained_model_name_or_path
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config = AutoConfig.from_pretrained(config or path, local_files_only=kwargs.get("local_files_only", False))
+        if not isinstance(config, FusionConfig):
+            raise ValueError(f"{path} is not a FUSION checkpoint (model_type {config.model_type!r})")
+        if not config.vision_config:
+            config.vision_config = resolve_vision_config(config, path if os.path.isdir(path) else None)
+        target = cls if cls is not FusionForCausalLM else _family_class(config)
+        quant = kwargs.get("quantization_config")
+        if quant is not None and hasattr(quant, "llm_int8_skip_modules") and not quant.llm_int8_skip_modules:
+            quant.llm_int8_skip_modules = list(FUSION_UNQUANTIZED_MODULES)
+        return super(FusionForCausalLM, target).from_pretrained(path, *args, config=config, **kwargs)
+
+    @classmethod
+    def from_config(cls, config, **kwargs):
+        target = cls if cls is not FusionForCausalLM else _family_class(config)
+        return target._from_config(config, **kwargs)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        instruct_ids: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        query_len: int | None = None,
+        vision_positions: torch.Tensor | None = None,
+        query_positions: torch.Tensor | None = None,
+        interaction_context: torch.Tensor | None = None,
+        **kwargs,
+    ) -> FusionCausalLMOutput:
+        """Merged-sequence forward. ``input_ids`` may hold -200 (image) / -300 (latent) placeholders;
+        ``labels`` may hold -400 instruction marks. Logits and labels are over the merged sequence."""
+        vision = None
+        if inputs_embeds is None and (_has_placeholders(input_ids) or pixel_values is not None):
+            if past_key_values is not None and past_key_values.get_seq_length() > 0:
+                raise ValueError("image placeholders can only be merged at prefill (empty cache)")
+            merged, vision = self.model.prepare_multimodal_inputs(
+                input_ids, attention_mask, labels, pixel_values, instruct_ids, query_len
+            )
+            input_ids, inputs_embeds = None, merged.inputs_embeds
+            attention_mask, position_ids, labels = merged.attention_mask, merged.position_ids, merged.labels
+            vision_positions, query_positions = merged.vision_positions, merged.query_positions
+            interaction_context = vision.context
+        interaction = None
+        if interaction_context is not None and vision_positions is not None:
+            interaction = InteractionInputs(vision_positions, query_positions, interaction_context)
+        outputs = super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            logits_to_keep=logits_to_keep, fusion_interaction=interaction, **kwargs,
+        )
+        loss = ce = lt = lv = None
+        if labels is not None:
+            ce = causal_lm_loss(outputs.logits, labels)
+            if vision is not None:
+                lt = text_mapping_loss(vision.text_embeds, vision.instruct_features, vision.text_valid)
+                lv = vision_mapping_loss(vision.patch_embeds, self.model.aux_projector(vision.image_tokens))
+            mapping = [t for t in (lt, lv) if t is not None]
+            parts = ([ce] if ce is not None else []) + (
+                [self.config.mapping_loss_weight * sum(mapping)] if mapping else []
+            )
+            loss = sum(parts) if parts else None
+        return FusionCausalLMOutput(
+            loss=loss, logits=outputs.logits, past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            ce_loss=ce, text_loss=lt, vision_loss=lv, labels=labels, attention_mask=attention_mask,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        instruct_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        query_len: int | None = None,
+        **kwargs,
+    ):
+        """HF ``generate`` over the merged prompt (interaction layers run once, at prefill).
+
+        Prompts are merged left-padded. The returned sequences are the prompt ids (with their
+        placeholders) followed by the new tokens, as for other HF models.
+        """
+        if not (_has_placeholders(input_ids) or pixel_values is not None):
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        merged, vision = self.model.prepare_multimodal_inputs(
+            input_ids, attention_mask, None, pixel_values, instruct_ids, query_len, padding_side="left"
+        )
+        out = super().generate(
+            inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
+            vision_positions=merged.vision_positions, query_positions=merged.query_positions,
+            interaction_context=vision.context, **kwargs,
+        )
+        sequences = out if isinstance(out, torch.Tensor) else out.sequences
+        expand = sequences.shape[0] // input_ids.shape[0]
+        full = torch.cat([input_ids.repeat_interleave(expand, dim=0), sequences], dim=1)
+        if isinstance(out, torch.Tensor):
+            return full
+        out.sequences = full
+        return out
+
+
+class FusionPhi3ForCausalLM(FusionForCausalLM, Phi3ForCausalLM):
+    config_class = FusionPhiConfig
+    _base_model_class = FusionPhi3Model
+    _no_split_modules = ["Phi3DecoderLayer", "SiglipEncoderLayer", "InteractionBlock"]
+
+
+class FusionLlamaForCausalLM(FusionForCausalLM, LlamaForCausalLM):
+    config_class = FusionLlamaConfig
+    _base_model_class = FusionLlamaModel
+    _no_split_modules = ["LlamaDecoderLayer", "SiglipEncoderLayer", "InteractionBlock"]
+
+
+class FusionQwen2ForCausalLM(FusionForCausalLM, Qwen2ForCausalLM):
+    config_class = FusionQwen2Config
+    _base_model_class = FusionQwen2Model
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "InteractionBlock"]
+
+
+MODEL_CLASSES: dict[str, type] = {
+    "fusion_phi": FusionPhi3ForCausalLM,
+    "fusion_llama": FusionLlamaForCausalLM,
+    "fusion_qwen2": FusionQwen2ForCausalLM,
+}
+
+
+def _family_class(config) -> type:
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_CLASSES:
+        raise ValueError(f"unknown FUSION model type {model_type!r} (known: {', '.join(MODEL_CLASSES)})")
+    return MODEL_CLASSES[model_type]
