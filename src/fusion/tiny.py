@@ -1,0 +1,100 @@
+"""Tiny FUSION checkpoints built from configs (no download): the embedded default and test models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from .configuration_fusion import CONFIG_CLASSES
+from .constants import VISION_END, VISION_START
+from .image_processing_fusion import FusionImageProcessor
+from .modeling_fusion import FusionForCausalLM
+from .processing_fusion import FusionProcessor
+
+EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-fusion"
+
+# Special tokens of each family's chat format: (bos, eos, pad, others).
+_FAMILY_TOKENS = {
+    "llama": ("<|begin_of_text|>", "<|eot_id|>", "<|reserved_special_token_0|>",
+              ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"]),
+    "phi": ("<s>", "<|end|>", "<|endoftext|>", ["<unk>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]),
+    "qwen2": (None, "<|im_end|>", "<|endoftext|>", ["<|im_start|>"]),
+}
+_MODEL_TYPES = {"llama": "fusion_llama", "phi": "fusion_phi", "qwen2": "fusion_qwen2"}
+
+_CORPUS = """
+What is shown in this image? Answer with one word. Describe the picture in detail. How many objects are there?
+What color is the square? Which shape is on the left of the circle? Read the text in the image. Is there a
+red triangle above the blue star? The image shows a green circle, a yellow square and two purple stars on a
+white background. Yes. No. There are three objects. The word is HELLO. A dog runs in the park near the river.
+You are a helpful assistant that answers questions about images accurately and briefly.
+"""
+
+
+def build_tokenizer(family: str, vocab_size: int = 384) -> PreTrainedTokenizerFast:
+    """A small byte-level BPE tokenizer with the family's special tokens and the vision markers."""
+    bos, eos, pad, others = _FAMILY_TOKENS[family]
+    specials = [t for t in [bos, *others, eos, pad] if t is not None] + [VISION_START, VISION_END]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    if bos is not None:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
+                                   model_max_length=4096, padding_side="right", clean_up_tokenization_spaces=False)
+    fast.add_special_tokens({"additional_special_tokens": [VISION_START, VISION_END]})
+    return fast
+
+
+def tiny_config(family: str = "llama", vocab_size: int = 384, **overrides):
+    """Config of the real architecture at toy size: SigLIP-style tower at 64 px, 4-layer decoder."""
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=5, num_attention_heads=4, patch_size=8,
+                  image_size=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
+    kwargs = dict(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False,
+        mm_vision_tower="tiny-siglip", mm_hidden_size=32, mm_projector_type="mlp2x_gelu", query_len="4,16",
+        window_size=2, num_of_vision_sampler_layers=2, start_of_vision_sampler_layers=0,
+        stride_of_vision_sampler_layers=2, vision_config=vision, vision_sampler_num_heads=4,
+        tokenizer_model_max_length=4096, initializer_range=0.08,
+    )
+    kwargs.update(overrides)
+    return CONFIG_CLASSES[_MODEL_TYPES[family]](**kwargs)
+
+
+def build_tiny(family: str = "llama", seed: int = 0, **overrides) -> tuple[FusionForCausalLM, FusionProcessor]:
+    """A random-weight tiny FUSION model and its processor."""
+    tokenizer = build_tokenizer(family)
+    config = tiny_config(family, vocab_size=len(tokenizer), **overrides)
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    model = FusionForCausalLM(config).eval()
+    image_processor = FusionImageProcessor(image_size=config.vision_config["image_size"])
+    processor = FusionProcessor(image_processor, tokenizer, config.chat_template_name)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, processor
+
+
+def save_tiny(out_dir: str | os.PathLike, family: str = "llama", seed: int = 0) -> Path:
+    model, processor = build_tiny(family, seed)
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+if __name__ == "__main__":  # regenerate the embedded checkpoint
+    print(save_tiny(EMBEDDED_CHECKPOINT))
