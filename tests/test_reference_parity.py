@@ -104,8 +104,12 @@ def test_training_encoding_exact(folder):
             assert enc[ours].tolist() == tensors[f"train/{sample['id']}/{theirs}"].tolist(), (sample["id"], ours)
         encoded.append(enc)
     batch = processor.collate(encoded)
-    for ours, theirs in (("input_ids", "input_ids"), ("labels", "labels"), ("instruct_ids", "instructs"),
-                         ("attention_mask", "attention_mask")):
+    for ours, theirs in (
+        ("input_ids", "input_ids"),
+        ("labels", "labels"),
+        ("instruct_ids", "instructs"),
+        ("attention_mask", "attention_mask"),
+    ):
         assert torch.equal(batch[ours], tensors[f"train_batch/{theirs}"]), ours
 
 
@@ -114,8 +118,10 @@ def test_train_batch_loss_and_logits(folder):
     golden, tensors, model, _ = _load(folder)
     with torch.no_grad():
         out = model(
-            input_ids=tensors["train_batch/input_ids"], attention_mask=tensors["train_batch/attention_mask"],
-            labels=tensors["train_batch/labels"], pixel_values=_train_batch(golden, tensors, folder),
+            input_ids=tensors["train_batch/input_ids"],
+            attention_mask=tensors["train_batch/attention_mask"],
+            labels=tensors["train_batch/labels"],
+            pixel_values=_train_batch(golden, tensors, folder),
             instruct_ids=tensors["train_batch/instructs"],
         )
     expected = tensors["train_batch/logits"]
@@ -128,8 +134,15 @@ def test_train_batch_loss_and_logits(folder):
 def test_inference_inputs_exact(folder):
     golden, tensors, _, processor = _load(folder)
     inf = golden["cases"]["inference"]
-    messages = [{"role": "user", "content": [{"type": "image", "image": str(folder / inf["image"])},
-                                             {"type": "text", "text": inf["question"]}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": str(folder / inf["image"])},
+                {"type": "text", "text": inf["question"]},
+            ],
+        }
+    ]
     inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     assert torch.equal(inputs["input_ids"], tensors["inference/input_ids"])
     assert torch.equal(inputs["instruct_ids"], tensors["inference/instructs"])
@@ -141,8 +154,11 @@ def test_prefill_logits(folder):
     golden, tensors, model, _ = _load(folder)
     inf = golden["cases"]["inference"]
     with torch.no_grad():
-        out = model(input_ids=tensors["inference/input_ids"], pixel_values=_pixels(folder, tensors, inf["image"])[None],
-                    instruct_ids=tensors["inference/instructs"])
+        out = model(
+            input_ids=tensors["inference/input_ids"],
+            pixel_values=_pixels(folder, tensors, inf["image"])[None],
+            instruct_ids=tensors["inference/instructs"],
+        )
     torch.testing.assert_close(out.logits, tensors["inference/prefill_logits"], atol=ATOL, rtol=0)
 
 
@@ -154,12 +170,17 @@ def test_generation_scores_and_ids(folder):
     expected_ids = tensors["inference/generated_ids"]
     n = expected_ids.shape[1]
     out = model.generate(
-        input_ids=ids, pixel_values=_pixels(folder, tensors, inf["image"])[None],
-        instruct_ids=tensors["inference/instructs"], do_sample=False, max_new_tokens=n, min_new_tokens=n,
-        output_scores=True, return_dict_in_generate=True,
+        input_ids=ids,
+        pixel_values=_pixels(folder, tensors, inf["image"])[None],
+        instruct_ids=tensors["inference/instructs"],
+        do_sample=False,
+        max_new_tokens=n,
+        min_new_tokens=n,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     assert torch.equal(out.sequences[:, : ids.shape[1]], ids)
-    assert torch.equal(out.sequences[:, ids.shape[1]:], expected_ids)
+    assert torch.equal(out.sequences[:, ids.shape[1] :], expected_ids)
     scores = torch.stack(out.scores, dim=1)
     expected = tensors["inference/step_scores"]
     finite = torch.isfinite(expected)

@@ -24,7 +24,14 @@ for _model_type, _config_class in CONFIG_CLASSES.items():
     AutoModelForCausalLM.register(_config_class, MODEL_CLASSES[_model_type], exist_ok=True)
 
 __all__ = [
-    "FusionConfig", "FusionPhiConfig", "FusionLlamaConfig", "FusionQwen2Config", "VisionTowerNotFoundError",
-    "FusionForCausalLM", "FusionPhi3ForCausalLM", "FusionLlamaForCausalLM", "FusionQwen2ForCausalLM",
     "FusionCausalLMOutput",
+    "FusionConfig",
+    "FusionForCausalLM",
+    "FusionLlamaConfig",
+    "FusionLlamaForCausalLM",
+    "FusionPhi3ForCausalLM",
+    "FusionPhiConfig",
+    "FusionQwen2Config",
+    "FusionQwen2ForCausalLM",
+    "VisionTowerNotFoundError",
 ]

@@ -36,7 +36,9 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "the visual content that the user provides, and assist the user with a variety of tasks using natural "
         "language. Whenever an image is present in the conversation, very carefully examine it and consider "
         "its content when formulating your response.",
-        "<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>", "",
+        "<|start_header_id|>{role}<|end_header_id|>\n\n",
+        "<|eot_id|>",
+        "",
     ),
     "qwen_2": TemplateSpec("qwen_2", "You are a helpful assistant.", "<|im_start|>{role}\n", "<|im_end|>", "\n"),
 }

@@ -27,8 +27,11 @@ def _load(model_dir: str | None, device: str, dtype: str):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     if model_dir is None:
-        print("[fusion] no --model given: using the embedded tiny FUSION checkpoint "
-              "(random weights, its answers are meaningless)", file=sys.stderr)
+        print(
+            "[fusion] no --model given: using the embedded tiny FUSION checkpoint "
+            "(random weights, its answers are meaningless)",
+            file=sys.stderr,
+        )
         path = EMBEDDED_CHECKPOINT
     else:
         path = Path(model_dir)
@@ -72,10 +75,12 @@ def _chat(args: argparse.Namespace) -> int:
             messages, add_generation_prompt=True, tokenize=True, images=[image] if image is not None else None
         )
         inputs = {k: v.to(args.device) for k, v in inputs.items()}
-        sampling = {"do_sample": True, "temperature": args.temperature} if args.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": args.temperature} if args.temperature > 0 else {"do_sample": False}
+        )
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, streamer=streamer, **sampling)
-        reply = processor.decode(out[0, inputs["input_ids"].shape[1]:])
+        reply = processor.decode(out[0, inputs["input_ids"].shape[1] :])
         messages.append({"role": "assistant", "content": reply})
         return reply
 

@@ -20,18 +20,38 @@ from transformers import LlamaConfig, Phi3Config, Qwen2Config, SiglipVisionConfi
 # head count, so without the tower's own folder these are the facts we need (from the tower configs).
 KNOWN_VISION_TOWERS: dict[str, dict[str, Any]] = {
     "google/siglip-so400m-patch14-384": dict(
-        hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-        patch_size=14, image_size=384, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=27,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=384,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
     ),
     "google/siglip2-giant-opt-patch16-384": dict(
-        hidden_size=1536, intermediate_size=6144, num_hidden_layers=40, num_attention_heads=16,
-        patch_size=16, image_size=384, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+        hidden_size=1536,
+        intermediate_size=6144,
+        num_hidden_layers=40,
+        num_attention_heads=16,
+        patch_size=16,
+        image_size=384,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
     ),
 }
 
 _VISION_KEYS = (
-    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size",
-    "image_size", "hidden_act", "layer_norm_eps", "num_channels", "attention_dropout",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "patch_size",
+    "image_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "num_channels",
+    "attention_dropout",
 )
 
 TEMPLATE_BY_MODEL_TYPE = {"fusion_phi": "phi_3", "fusion_llama": "llama_3", "fusion_qwen2": "qwen_2"}
@@ -45,7 +65,7 @@ class FusionConfigMixin:
         """Allowed latent-token counts q (each a perfect square)."""
         values = [int(v) for v in str(self.query_len).split(",") if v.strip()]
         for q in values:
-            if int(round(q**0.5)) ** 2 != q:
+            if round(q**0.5) ** 2 != q:
                 raise ValueError(f"query_len entries must be perfect squares, got {q}")
         if not values:
             raise ValueError("query_len is empty")
@@ -104,12 +124,23 @@ def _fusion_fields(cls):
         **cls.__annotations__,
     }
     defaults = dict(
-        mm_vision_tower=None, mm_hidden_size=None, mm_projector_type="mlp2x_gelu",
-        query_len="4,16,36,64,144", window_size=3, num_of_vision_sampler_layers=10,
-        start_of_vision_sampler_layers=0, stride_of_vision_sampler_layers=3,
-        image_aspect_ratio="static_hd", mm_use_im_start_end=True, tokenizer_model_max_length=4096,
-        tokenizer_padding_side="right", vision_config=None, inference_query_len=None,
-        vision_sampler_num_heads=16, vision_text_mask="reference", mapping_loss_weight=0.1,
+        mm_vision_tower=None,
+        mm_hidden_size=None,
+        mm_projector_type="mlp2x_gelu",
+        query_len="4,16,36,64,144",
+        window_size=3,
+        num_of_vision_sampler_layers=10,
+        start_of_vision_sampler_layers=0,
+        stride_of_vision_sampler_layers=3,
+        image_aspect_ratio="static_hd",
+        mm_use_im_start_end=True,
+        tokenizer_model_max_length=4096,
+        tokenizer_padding_side="right",
+        vision_config=None,
+        inference_query_len=None,
+        vision_sampler_num_heads=16,
+        vision_text_mask="reference",
+        mapping_loss_weight=0.1,
         chat_template=None,
     )
     for k, v in defaults.items():

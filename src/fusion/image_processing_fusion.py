@@ -56,9 +56,15 @@ class FusionImageProcessor(ImageProcessingMixin):
 
     model_input_names = ["pixel_values"]
 
-    def __init__(self, image_size: int = 384, image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 image_std: Sequence[float] = (0.5, 0.5, 0.5), image_aspect_ratio: str = "static_hd",
-                 max_pixels: int | None = 100_000_000, **kwargs: Any):
+    def __init__(
+        self,
+        image_size: int = 384,
+        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+        image_std: Sequence[float] = (0.5, 0.5, 0.5),
+        image_aspect_ratio: str = "static_hd",
+        max_pixels: int | None = 100_000_000,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if image_aspect_ratio != "static_hd":
             raise ValueError(f"only image_aspect_ratio='static_hd' is supported, got {image_aspect_ratio!r}")
@@ -84,8 +90,9 @@ class FusionImageProcessor(ImageProcessingMixin):
         tiles = [big.crop((c * s, r * s, (c + 1) * s, (r + 1) * s)) for r in range(2) for c in range(2)]
         return torch.stack([self._normalize(t) for t in [*tiles, img.resize((s, s))]])
 
-    def preprocess(self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = "pt",
-                   **kwargs: Any) -> BatchFeature:
+    def preprocess(
+        self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = "pt", **kwargs: Any
+    ) -> BatchFeature:
         if not isinstance(images, (list, tuple)):
             images = [images]
         pixel_values = torch.stack([self.process_one(img) for img in images])

@@ -38,8 +38,9 @@ class CrossAttention(nn.Module):
         self.v_proj = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden_size, bias=False))
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, window: torch.Tensor,
-                batch: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, window: torch.Tensor, batch: torch.Tensor
+    ) -> torch.Tensor:
         """x [V, D]; context [B, q, W, D]; each token v attends to context[batch[v], window[v]]."""
         v_tokens, d = x.shape
         h = self.num_heads

@@ -16,8 +16,9 @@ def _mean_or_none(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | No
     return (values * mask).sum() / count
 
 
-def text_mapping_loss(text_embeds: torch.Tensor, instruct_features: torch.Tensor,
-                      text_valid: torch.Tensor) -> torch.Tensor | None:
+def text_mapping_loss(
+    text_embeds: torch.Tensor, instruct_features: torch.Tensor, text_valid: torch.Tensor
+) -> torch.Tensor | None:
     """1 - cos(embed_tokens(instructs), features of the instructs after the tower + projector)."""
     cos = F.cosine_similarity(text_embeds.float(), instruct_features.float(), dim=-1)
     return _mean_or_none(1 - cos, text_valid.float())

@@ -37,7 +37,6 @@ from .configuration_fusion import (
     build_vision_config,
     resolve_vision_config,
 )
-from .constants import IMAGE_TOKEN_INDEX, LATENT_IMAGE_TOKEN_INDEX
 from .interaction import InteractionBlock, InteractionInputs
 from .loss import causal_lm_loss, text_mapping_loss, vision_mapping_loss
 from .merge import MergedInputs, merge_sequence
@@ -109,12 +108,18 @@ class FusionModelMixin:
             if self.training and len(allowed) > 1:
                 return allowed[int(torch.randint(len(allowed), ()).item())]
             return self.config.default_query_len
-        if int(round(query_len**0.5)) ** 2 != query_len:
+        if round(query_len**0.5) ** 2 != query_len:
             raise ValueError(f"query_len must be a perfect square, got {query_len}")
         return int(query_len)
 
-    def encode_images(self, pixel_values: torch.Tensor, instruct_ids: torch.Tensor, q: int) -> VisionOutputs:
-        """Text-guided encoding of the whole image, plain encoding of the 4 tiles, pooled latents/context."""
+    def encode_images(
+        self, pixel_values: torch.Tensor, instruct_ids: torch.Tensor, q: int, batch_invariant: bool = False
+    ) -> VisionOutputs:
+        """Text-guided encoding of the whole image, plain encoding of the 4 tiles, pooled latents/context.
+
+        ``batch_invariant``: each sample's text guidance ignores the batch's instruction padding
+        (see :meth:`FusionVisionTower._masks`), so a sample encodes as it would alone.
+        """
         if pixel_values.ndim != 5 or pixel_values.shape[1] != 5:
             raise ValueError(f"pixel_values must be [B, 5, 3, S, S] (static_hd), got {tuple(pixel_values.shape)}")
         bsz = pixel_values.shape[0]
@@ -125,33 +130,53 @@ class FusionModelMixin:
         pixel_values = pixel_values.to(dtype)
         text_embeds = self.embed_tokens(instruct_ids)
         text_valid = instruct_ids != 0
-        feats, h0 = tower(pixel_values[:, 4], self.aux_projector(text_embeds), text_valid)
+        lengths = None
+        if batch_invariant:  # right-padded with 0; a sample's own length is at least 1 (e.g. "[0]")
+            positions = torch.arange(1, instruct_ids.shape[1] + 1, device=instruct_ids.device)
+            lengths = (positions * text_valid).amax(dim=1).clamp(min=1)
+        feats, h0 = tower(pixel_values[:, 4], self.aux_projector(text_embeds), text_valid, lengths)
         projected = self.mm_projector(feats)
         n = tower.num_patches
         tiles = pixel_values[:, :4].flatten(0, 1)
         tile_feats, _ = tower(tiles)
         grid = self.mm_projector(tile_feats)  # [4B, N, D]
-        p = int(round(n**0.5))
+        p = round(n**0.5)
         d = grid.shape[-1]
         # 4 tiles row-major, patches row-major inside each tile -> one 2P x 2P grid.
         grid = grid.view(bsz, 2, 2, p, p, d).permute(0, 5, 1, 3, 2, 4).reshape(bsz, d, 2 * p, 2 * p)
-        side = int(round(q**0.5))
+        side = round(q**0.5)
         w = self.config.window_size
         latents = F.adaptive_max_pool2d(grid, side).flatten(2).transpose(1, 2)
         ctx = F.adaptive_max_pool2d(grid, side * w)  # [B, D, s*w, s*w]
         ctx = ctx.view(bsz, d, side, w, side, w).permute(0, 2, 4, 3, 5, 1).reshape(bsz, q, w * w, d)
         return VisionOutputs(
-            image_tokens=projected[:, :n], latents=latents, context=ctx, text_embeds=text_embeds,
-            instruct_features=projected[:, n:], text_valid=text_valid, patch_embeds=h0[:, :n],
+            image_tokens=projected[:, :n],
+            latents=latents,
+            context=ctx,
+            text_embeds=text_embeds,
+            instruct_features=projected[:, n:],
+            text_valid=text_valid,
+            patch_embeds=h0[:, :n],
         )
 
     def prepare_multimodal_inputs(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None, instruct_ids: torch.Tensor | None = None,
-        query_len: int | None = None, padding_side: str | None = None,
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        instruct_ids: torch.Tensor | None = None,
+        query_len: int | None = None,
+        padding_side: str | None = None,
+        batch_invariant: bool | None = None,
     ) -> tuple[MergedInputs, VisionOutputs]:
         """Vision encoding + merged sequence. A sample without an image is encoded as a zero image,
-        exactly as the reference batches it."""
+        exactly as the reference batches it.
+
+        ``batch_invariant`` (default: when there are no labels, i.e. at inference) encodes each
+        sample's text guidance as the reference does for a batch of one, so batched answers equal
+        one-at-a-time answers. Training batches (labels given) keep the reference's batch semantics,
+        where instruction padding takes part in the early layers' uniform text attention."""
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [B, L], got {tuple(input_ids.shape)}")
         bsz = input_ids.shape[0]
@@ -168,9 +193,16 @@ class FusionModelMixin:
         if instruct_ids is None:
             instruct_ids = torch.zeros(bsz, 1, dtype=torch.long, device=input_ids.device)
         q = self.select_query_len(query_len)
-        vision = self.encode_images(pixel_values, instruct_ids, q)
+        if batch_invariant is None:
+            batch_invariant = labels is None
+        vision = self.encode_images(pixel_values, instruct_ids, q, batch_invariant)
         merged = merge_sequence(
-            input_ids, attention_mask, labels, self.embed_tokens, vision.image_tokens, vision.latents,
+            input_ids,
+            attention_mask,
+            labels,
+            self.embed_tokens,
+            vision.image_tokens,
+            vision.latents,
             max_length=self.config.tokenizer_model_max_length,
             padding_side=padding_side or self.config.tokenizer_padding_side,
         )
@@ -260,16 +292,18 @@ class FusionForCausalLM:
         vision_positions: torch.Tensor | None = None,
         query_positions: torch.Tensor | None = None,
         interaction_context: torch.Tensor | None = None,
+        padding_side: str | None = None,
         **kwargs,
     ) -> FusionCausalLMOutput:
         """Merged-sequence forward. ``input_ids`` may hold -200 (image) / -300 (latent) placeholders;
-        ``labels`` may hold -400 instruction marks. Logits and labels are over the merged sequence."""
+        ``labels`` may hold -400 instruction marks. Logits and labels are over the merged sequence,
+        padded on ``padding_side`` (default: the config's ``tokenizer_padding_side``)."""
         vision = None
         if inputs_embeds is None and (_has_placeholders(input_ids) or pixel_values is not None):
             if past_key_values is not None and past_key_values.get_seq_length() > 0:
                 raise ValueError("image placeholders can only be merged at prefill (empty cache)")
             merged, vision = self.model.prepare_multimodal_inputs(
-                input_ids, attention_mask, labels, pixel_values, instruct_ids, query_len
+                input_ids, attention_mask, labels, pixel_values, instruct_ids, query_len, padding_side
             )
             input_ids, inputs_embeds = None, merged.inputs_embeds
             attention_mask, position_ids, labels = merged.attention_mask, merged.position_ids, merged.labels
@@ -279,9 +313,15 @@ class FusionForCausalLM:
         if interaction_context is not None and vision_positions is not None:
             interaction = InteractionInputs(vision_positions, query_positions, interaction_context)
         outputs = super().forward(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-            logits_to_keep=logits_to_keep, fusion_interaction=interaction, **kwargs,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            fusion_interaction=interaction,
+            **kwargs,
         )
         loss = ce = lt = lv = None
         if labels is not None:
@@ -295,9 +335,16 @@ class FusionForCausalLM:
             )
             loss = sum(parts) if parts else None
         return FusionCausalLMOutput(
-            loss=loss, logits=outputs.logits, past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-            ce_loss=ce, text_loss=lt, vision_loss=lv, labels=labels, attention_mask=attention_mask,
+            loss=loss,
+            logits=outputs.logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            ce_loss=ce,
+            text_loss=lt,
+            vision_loss=lv,
+            labels=labels,
+            attention_mask=attention_mask,
         )
 
     @torch.no_grad()
@@ -321,9 +368,12 @@ class FusionForCausalLM:
             input_ids, attention_mask, None, pixel_values, instruct_ids, query_len, padding_side="left"
         )
         out = super().generate(
-            inputs_embeds=merged.inputs_embeds, attention_mask=merged.attention_mask,
-            vision_positions=merged.vision_positions, query_positions=merged.query_positions,
-            interaction_context=vision.context, **kwargs,
+            inputs_embeds=merged.inputs_embeds,
+            attention_mask=merged.attention_mask,
+            vision_positions=merged.vision_positions,
+            query_positions=merged.query_positions,
+            interaction_context=vision.context,
+            **kwargs,
         )
         sequences = out if isinstance(out, torch.Tensor) else out.sequences
         expand = sequences.shape[0] // input_ids.shape[0]

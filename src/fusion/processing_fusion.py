@@ -62,8 +62,13 @@ def _images_of(content: str | list[dict[str, Any]]) -> list[Any]:
 class FusionProcessor:
     """Turns chats, images and LLaVA-format conversations into FUSION model inputs."""
 
-    def __init__(self, image_processor: FusionImageProcessor, tokenizer: PreTrainedTokenizerBase,
-                 chat_template_name: str = "phi_3", use_im_start_end: bool = True):
+    def __init__(
+        self,
+        image_processor: FusionImageProcessor,
+        tokenizer: PreTrainedTokenizerBase,
+        chat_template_name: str = "phi_3",
+        use_im_start_end: bool = True,
+    ):
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.template = get_template(chat_template_name)
@@ -103,8 +108,12 @@ class FusionProcessor:
         path.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
-        cfg = {"processor_class": type(self).__name__, "chat_template_name": self.template.name,
-               "use_im_start_end": self.use_im_start_end, "chat_template": self.chat_template}
+        cfg = {
+            "processor_class": type(self).__name__,
+            "chat_template_name": self.template.name,
+            "use_im_start_end": self.use_im_start_end,
+            "chat_template": self.chat_template,
+        }
         (path / PROCESSOR_CONFIG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
     # ----- text -------------------------------------------------------------------------------
@@ -125,13 +134,21 @@ class FusionProcessor:
 
     def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = False) -> str:
         return self.tokenizer.apply_chat_template(
-            list(messages), chat_template=self.chat_template, tokenize=False,
+            list(messages),
+            chat_template=self.chat_template,
+            tokenize=False,
             add_generation_prompt=add_generation_prompt,
         )
 
-    def apply_chat_template(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = False,
-                            tokenize: bool = False, return_tensors: str | None = "pt",
-                            images: Sequence[ImageLike] | None = None, **kwargs: Any) -> str | BatchFeature:
+    def apply_chat_template(
+        self,
+        messages: Sequence[dict[str, Any]],
+        add_generation_prompt: bool = False,
+        tokenize: bool = False,
+        return_tensors: str | None = "pt",
+        images: Sequence[ImageLike] | None = None,
+        **kwargs: Any,
+    ) -> str | BatchFeature:
         """HF-style messages -> the reference prompt string, or (``tokenize=True``) model inputs:
         ``input_ids``, ``attention_mask``, ``instruct_ids`` (the last user question) and
         ``pixel_values`` (from ``images`` or the messages' image parts)."""
@@ -143,9 +160,14 @@ class FusionProcessor:
         question = next((_text_of(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
         return self(text=prompt, images=images or None, questions=question, return_tensors=return_tensors)
 
-    def __call__(self, text: str | Sequence[str], images: ImageLike | Sequence[ImageLike] | None = None,
-                 questions: str | Sequence[str] | None = None, padding_side: str = "left",
-                 return_tensors: str | None = "pt") -> BatchFeature:
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        images: ImageLike | Sequence[ImageLike] | None = None,
+        questions: str | Sequence[str] | None = None,
+        padding_side: str = "left",
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
         """Rendered prompt(s) -> padded ``input_ids``/``attention_mask``, ``instruct_ids`` from
         ``questions`` (one per prompt; ``[0]`` for a prompt without an image), ``pixel_values``."""
         prompts = [text] if isinstance(text, str) else list(text)
@@ -160,11 +182,13 @@ class FusionProcessor:
         if images is not None and len(images) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(images)} images (use None for a prompt without one)")
         instructs = []
-        for i, (p, qtext) in enumerate(zip(ids, questions)):
+        for i, (p, qtext) in enumerate(zip(ids, questions, strict=False)):
             has_image = IMAGE_TOKEN_INDEX in p
             if images is not None and (images[i] is not None) != has_image:
-                raise ValueError(f"prompt {i} {'has' if has_image else 'has no'} image marker but "
-                                 f"{'no image' if images[i] is None else 'an image'} was given")
+                raise ValueError(
+                    f"prompt {i} {'has' if has_image else 'has no'} image marker but "
+                    f"{'no image' if images[i] is None else 'an image'} was given"
+                )
             instructs.append(self.tokenize_instruction(qtext) if has_image else [0])
         pad_id = self.pad_token_id
         data: dict[str, Any] = {
@@ -226,17 +250,22 @@ class FusionProcessor:
             upto = self.tokenize_prompt(self.render(messages[: i + 1]))
             if input_ids[: len(before)] != before or input_ids[: len(upto)] != upto or len(upto) <= len(before):
                 raise ConversationError(f"labels of turn {i} cannot be aligned with the tokenized conversation")
-            labels[len(before): len(upto)] = input_ids[len(before): len(upto)]
+            labels[len(before) : len(upto)] = input_ids[len(before) : len(upto)]
             labels[len(before) - 1] = INSTRUCT_INDEX
         if has_image:
             questions = "".join(m["content"].replace(IMAGE_TOKEN, "").strip() for m in messages if m["role"] == "user")
             instructs = list(self.tokenizer(questions).input_ids)
         else:
             instructs = [0]
-        return {"input_ids": torch.tensor(input_ids), "labels": torch.tensor(labels),
-                "instruct_ids": torch.tensor(instructs)}
+        return {
+            "input_ids": torch.tensor(input_ids),
+            "labels": torch.tensor(labels),
+            "instruct_ids": torch.tensor(instructs),
+        }
 
-    def collate(self, samples: Sequence[dict[str, torch.Tensor]], padding_side: str = "right") -> dict[str, torch.Tensor]:
+    def collate(
+        self, samples: Sequence[dict[str, torch.Tensor]], padding_side: str = "right"
+    ) -> dict[str, torch.Tensor]:
         """Pads encoded samples into a batch (input pad id, -100 labels, 0 instructions)."""
         ids = [s["input_ids"].tolist() for s in samples]
         batch = {
@@ -248,9 +277,7 @@ class FusionProcessor:
             batch["labels"] = torch.tensor(_pad([s["labels"].tolist() for s in samples], IGNORE_INDEX, padding_side))
         if any("pixel_values" in s for s in samples):
             s = self.image_processor.image_size
-            batch["pixel_values"] = torch.stack(
-                [x.get("pixel_values", torch.zeros(5, 3, s, s)) for x in samples]
-            )
+            batch["pixel_values"] = torch.stack([x.get("pixel_values", torch.zeros(5, 3, s, s)) for x in samples])
         return batch
 
     # ----- decoding ---------------------------------------------------------------------------
@@ -267,5 +294,7 @@ def _pad(rows: Sequence[Sequence[int]], value: int, side: str) -> list[list[int]
     if side not in ("left", "right"):
         raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
     width = max((len(r) for r in rows), default=0)
-    return [([value] * (width - len(r)) + list(r)) if side == "left" else (list(r) + [value] * (width - len(r)))
-            for r in rows]
+    return [
+        ([value] * (width - len(r)) + list(r)) if side == "left" else (list(r) + [value] * (width - len(r)))
+        for r in rows
+    ]

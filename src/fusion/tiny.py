@@ -19,8 +19,12 @@ EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-fusion"
 
 # Special tokens of each family's chat format: (bos, eos, pad, others).
 _FAMILY_TOKENS = {
-    "llama": ("<|begin_of_text|>", "<|eot_id|>", "<|reserved_special_token_0|>",
-              ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"]),
+    "llama": (
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        "<|reserved_special_token_0|>",
+        ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"],
+    ),
     "phi": ("<s>", "<|end|>", "<|endoftext|>", ["<unk>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]),
     "qwen2": (None, "<|im_end|>", "<|endoftext|>", ["<|im_start|>"]),
 }
@@ -42,30 +46,66 @@ def build_tokenizer(family: str, vocab_size: int = 384) -> PreTrainedTokenizerFa
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
     if bos is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
         )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
-                                   model_max_length=4096, padding_side="right", clean_up_tokenization_spaces=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        model_max_length=4096,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
     fast.add_special_tokens({"additional_special_tokens": [VISION_START, VISION_END]})
     return fast
 
 
 def tiny_config(family: str = "llama", vocab_size: int = 384, **overrides):
     """Config of the real architecture at toy size: SigLIP-style tower at 64 px, 4-layer decoder."""
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=5, num_attention_heads=4, patch_size=8,
-                  image_size=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=5,
+        num_attention_heads=4,
+        patch_size=8,
+        image_size=64,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+    )
     kwargs = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False,
-        mm_vision_tower="tiny-siglip", mm_hidden_size=32, mm_projector_type="mlp2x_gelu", query_len="4,16",
-        window_size=2, num_of_vision_sampler_layers=2, start_of_vision_sampler_layers=0,
-        stride_of_vision_sampler_layers=2, vision_config=vision, vision_sampler_num_heads=4,
-        tokenizer_model_max_length=4096, initializer_range=0.08,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        mm_vision_tower="tiny-siglip",
+        mm_hidden_size=32,
+        mm_projector_type="mlp2x_gelu",
+        query_len="4,16",
+        window_size=2,
+        num_of_vision_sampler_layers=2,
+        start_of_vision_sampler_layers=0,
+        stride_of_vision_sampler_layers=2,
+        vision_config=vision,
+        vision_sampler_num_heads=4,
+        tokenizer_model_max_length=4096,
+        initializer_range=0.08,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
     )
     kwargs.update(overrides)
     return CONFIG_CLASSES[_MODEL_TYPES[family]](**kwargs)

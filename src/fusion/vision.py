@@ -46,8 +46,15 @@ class FusionVisionTower(nn.Module):
     def num_patches(self) -> int:
         return (self.config.image_size // self.config.patch_size) ** 2
 
-    def _masks(self, text_valid: torch.Tensor, n_img: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Additive masks [B, 1, N+T, N+T] for the early and the late layers."""
+    def _masks(
+        self, text_valid: torch.Tensor, n_img: int, dtype: torch.dtype, text_lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Additive masks [B, 1, N+T, N+T] for the early and the late layers.
+
+        Padded instruction tokens (id 0) are hidden as keys. With ``text_lengths`` the uniform
+        early text rows stop at each sample's own length (what the reference computes for a batch
+        of one), instead of spanning the batch's padding too (what it computes for a padded batch).
+        """
         b, t = text_valid.shape
         device = text_valid.device
         min_value = torch.finfo(dtype).min
@@ -56,13 +63,23 @@ class FusionVisionTower(nn.Module):
         late = late.masked_fill(~key_valid[:, None, None, :], min_value)
         early = late.clone()
         if self.text_mask == "reference":
-            early[:, :, n_img:, :] = min_value  # text queries: uniform over all keys
+            # Text queries: every score replaced by the dtype minimum -> uniform over the keys.
+            early[:, :, n_img:, :] = min_value
+            if text_lengths is not None:
+                beyond = torch.arange(n_img + t, device=device)[None, :] >= (n_img + text_lengths)[:, None]
+                rows = early[:, :, n_img:, :]
+                early[:, :, n_img:, :] = rows.masked_fill(beyond[:, None, None, :], float("-inf"))
         else:
             early[:, :, :n_img, n_img:] = min_value  # image queries do not see text early on
         return early, late
 
-    def forward(self, pixel_values: torch.Tensor, text_embeds: torch.Tensor | None = None,
-                text_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        text_embeds: torch.Tensor | None = None,
+        text_valid: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (connector features [B, N+T, 3*D_v], embedding output h_0 [B, N+T, D_v]).
 
         Connector: concat(h_K, mean(h_0..h_{E-1}), mean(h_E..h_{2E-1})).
@@ -73,7 +90,7 @@ class FusionVisionTower(nn.Module):
         early_mask = late_mask = None
         if text_embeds is not None:
             hidden = torch.cat([hidden, text_embeds.to(hidden.dtype)], dim=1)
-            early_mask, late_mask = self._masks(text_valid, n_img, hidden.dtype)
+            early_mask, late_mask = self._masks(text_valid, n_img, hidden.dtype, text_lengths)
         h0 = hidden
         e = self.early_layers
         sum_a = torch.zeros_like(hidden)
