@@ -144,8 +144,8 @@ def test_concurrent_generation_does_not_interfere(tiny_llama):
         t.join()
     assert not errors, errors
     assert len(results) == len(jobs)
-    # q changes the answer's input, so the two q values must not collapse into one another.
-    assert {len(jobs[k][0]["input_ids"][0]) for k in results}
+    # The per-call q really reaches the model: for some prompt the two q values answer differently.
+    assert any(expected[k] != expected[k + 1] for k in range(0, len(jobs), 2))
 
 
 def test_query_len_default_override_and_training_choice(tiny_llama):
@@ -298,16 +298,17 @@ def test_save_and_reload_round_trip_keeps_reference_names(tiny_llama, tmp_path):
     assert cfg["model_type"] == "fusion_llama" and "rope_theta" in cfg and cfg["vision_config"]["patch_size"] == 8
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert isinstance(reloaded, fusion.FusionLlamaForCausalLM)
-    again = fusion.FusionProcessor.from_pretrained(tmp_path) if hasattr(fusion, "FusionProcessor") else None
+    again = fusion.FusionProcessor.from_pretrained(tmp_path)
     inputs = processor.apply_chat_template(
         _messages("Hi"), add_generation_prompt=True, tokenize=True, images=[_image(8)]
     )
     with torch.no_grad():
         torch.testing.assert_close(reloaded.eval()(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
-    if again is not None:
-        assert again.apply_chat_template(_messages("Hi"), add_generation_prompt=True) == processor.apply_chat_template(
-            _messages("Hi"), add_generation_prompt=True
-        )
+    again_inputs = again.apply_chat_template(
+        _messages("Hi"), add_generation_prompt=True, tokenize=True, images=[_image(8)]
+    )
+    for key in ("input_ids", "instruct_ids", "pixel_values"):
+        assert torch.equal(again_inputs[key], inputs[key]), key
 
 
 def test_reference_checkpoint_resaved_loads_identically(tmp_path):

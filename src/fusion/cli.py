@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -20,7 +21,7 @@ def _load(model_dir: str | None, device: str, dtype: str):
     import torch
     from transformers import logging as hf_logging
 
-    from . import FusionForCausalLM, VisionTowerNotFoundError
+    from . import MODEL_CLASSES, FusionForCausalLM, VisionTowerNotFoundError
     from .processing_fusion import FusionProcessor
     from .tiny import EMBEDDED_CHECKPOINT
 
@@ -37,14 +38,21 @@ def _load(model_dir: str | None, device: str, dtype: str):
         path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise CliError(f"no FUSION checkpoint at {path} (config.json not found)")
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, json.JSONDecodeError) as err:
+        raise CliError(f"cannot read {path / 'config.json'}: {err}") from err
+    if model_type not in MODEL_CLASSES:
+        raise CliError(
+            f"unknown model type {model_type!r} in {path / 'config.json'} (expected one of {', '.join(MODEL_CLASSES)})"
+        )
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     try:
         model = FusionForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
         processor = FusionProcessor.from_pretrained(path)
-    except (VisionTowerNotFoundError, OSError) as err:
-        raise CliError(f"cannot load {path}: {err}") from err
-    except ValueError as err:  # unknown model type, bad config values
-        raise CliError(f"cannot load {path}: {err}") from err
+    except (VisionTowerNotFoundError, OSError, ValueError) as err:  # missing files, bad config values
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CliError(f"cannot load {path}: {first_line}") from err
     return model, processor
 
 
