@@ -90,7 +90,7 @@ def test_prompt_strings_exact(folder):
         messages = processor.conversation_to_messages(sample["conversations"], "image" in sample)
         assert processor.apply_chat_template(messages) == golden["cases"]["train_prompts"][sample["id"]]
     inf = golden["cases"]["inference"]
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": inf["question"]}]}]
+    messages = _inference_messages(folder, inf, with_file=False)
     assert processor.apply_chat_template(messages, add_generation_prompt=True) == inf["prompt"]
 
 
@@ -130,34 +130,39 @@ def test_train_batch_loss_and_logits(folder):
     torch.testing.assert_close(out.loss.reshape(1), tensors["train_batch/loss"].reshape(1), atol=ATOL, rtol=0)
 
 
+def _inference_messages(folder: Path, inf: dict, with_file: bool) -> list[dict]:
+    content = [{"type": "text", "text": inf["question"]}]
+    if inf.get("image"):
+        content.insert(0, {"type": "image", "image": str(folder / inf["image"])} if with_file else {"type": "image"})
+    return [{"role": "user", "content": content}]
+
+
+def _inference_pixels(folder: Path, golden, tensors) -> torch.Tensor | None:
+    image = golden["cases"]["inference"].get("image")
+    return _pixels(folder, tensors, image)[None] if image else None
+
+
 @pytest.mark.parametrize("folder", FIXTURES, ids=lambda p: p.name)
 def test_inference_inputs_exact(folder):
     golden, tensors, _, processor = _load(folder)
     inf = golden["cases"]["inference"]
-    messages = [
-        {
-            "role": "user",
-            "content": [
-                {"type": "image", "image": str(folder / inf["image"])},
-                {"type": "text", "text": inf["question"]},
-            ],
-        }
-    ]
-    inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    inputs = processor.apply_chat_template(
+        _inference_messages(folder, inf, with_file=True), add_generation_prompt=True, tokenize=True
+    )
     assert torch.equal(inputs["input_ids"], tensors["inference/input_ids"])
-    assert torch.equal(inputs["instruct_ids"], tensors["inference/instructs"])
-    assert torch.equal(inputs["pixel_values"][0], _pixels(folder, tensors, inf["image"]))
+    if inf.get("image"):
+        assert torch.equal(inputs["instruct_ids"], tensors["inference/instructs"])
+        assert torch.equal(inputs["pixel_values"][0], _pixels(folder, tensors, inf["image"]))
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=lambda p: p.name)
 def test_prefill_logits(folder):
     golden, tensors, model, _ = _load(folder)
-    inf = golden["cases"]["inference"]
     with torch.no_grad():
         out = model(
             input_ids=tensors["inference/input_ids"],
-            pixel_values=_pixels(folder, tensors, inf["image"])[None],
-            instruct_ids=tensors["inference/instructs"],
+            pixel_values=_inference_pixels(folder, golden, tensors),
+            instruct_ids=tensors.get("inference/instructs"),
         )
     torch.testing.assert_close(out.logits, tensors["inference/prefill_logits"], atol=ATOL, rtol=0)
 
@@ -165,14 +170,13 @@ def test_prefill_logits(folder):
 @pytest.mark.parametrize("folder", FIXTURES, ids=lambda p: p.name)
 def test_generation_scores_and_ids(folder):
     golden, tensors, model, _ = _load(folder)
-    inf = golden["cases"]["inference"]
     ids = tensors["inference/input_ids"]
     expected_ids = tensors["inference/generated_ids"]
     n = expected_ids.shape[1]
     out = model.generate(
         input_ids=ids,
-        pixel_values=_pixels(folder, tensors, inf["image"])[None],
-        instruct_ids=tensors["inference/instructs"],
+        pixel_values=_inference_pixels(folder, golden, tensors),
+        instruct_ids=tensors.get("inference/instructs"),
         do_sample=False,
         max_new_tokens=n,
         min_new_tokens=n,

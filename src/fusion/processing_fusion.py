@@ -184,6 +184,8 @@ class FusionProcessor:
         instructs = []
         for i, (p, qtext) in enumerate(zip(ids, questions, strict=False)):
             has_image = IMAGE_TOKEN_INDEX in p
+            if images is None and has_image:
+                raise ValueError(f"prompt {i} has an image marker but no image was given")
             if images is not None and (images[i] is not None) != has_image:
                 raise ValueError(
                     f"prompt {i} {'has' if has_image else 'has no'} image marker but "
