@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -121,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--device", default="cuda" if _cuda() else "cpu")
     chat.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     chat.set_defaults(func=_chat)
+    for module_name in _SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).add_subcommand(sub)
     return parser
+
+
+# Each module adds its own subcommand with `add_subcommand(subparsers)`; its handler is set with
+# `set_defaults(func=...)`, returns an exit code and raises `CliError` for user mistakes.
+_SUBCOMMAND_MODULES: list[str] = []
 
 
 def _cuda() -> bool:
