@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Each module adds its own subcommand with `add_subcommand(subparsers)`; its handler is set with
 # `set_defaults(func=...)`, returns an exit code and raises `CliError` for user mistakes.
-_SUBCOMMAND_MODULES: list[str] = []
+_SUBCOMMAND_MODULES: list[str] = ["fusion.train.cli", ]
 
 
 def _cuda() -> bool:

@@ -1,0 +1,139 @@
+"""`fusion train`, `fusion init` and `fusion data check`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _parse_overrides(extra: list[str]) -> dict[str, Any]:
+    from ..cli import CliError
+
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--"):
+            raise CliError(f"unexpected argument {token!r} (overrides are --key value)")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            value = extra[i + 1]
+            i += 2
+        else:
+            value, i = "true", i + 1
+        overrides[key] = value
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .config import ConfigError, load_config
+    from .data import DataError
+    from .trainer import TrainingError, train
+
+    overrides = _parse_overrides(args.overrides)
+    if args.resume:
+        overrides["resume"] = "true"
+    previous: str | None = None
+    try:
+        configs = []
+        for n, path in enumerate(args.configs):
+            stage_overrides = dict(overrides)
+            config = load_config(path, stage_overrides)
+            configs.append(config)
+            if n > 0 and "model" not in overrides:
+                config.model = None  # filled from the previous stage below
+        for config in configs:
+            if config.model is None and previous is not None:
+                config.model = previous
+            summary = train(config)
+            previous = config.output_dir
+            print(
+                f"[fusion] {config.stage}: {summary['steps']} steps, final loss {summary['final_loss']}, "
+                f"{summary['samples_skipped']} samples skipped -> {config.output_dir}",
+                file=sys.stderr,
+            )
+    except (ConfigError, DataError, TrainingError, FileNotFoundError) as err:
+        raise CliError(str(err).splitlines()[0]) from err
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .init_model import init_fusion_model
+
+    try:
+        out = init_fusion_model(
+            args.llm,
+            args.vision_tower,
+            args.out,
+            chat_template=args.chat_template,
+            projector_type=args.projector_type,
+            query_len=args.query_len,
+            window_size=args.window_size,
+            num_interaction_layers=args.interaction_layers,
+            interaction_start=args.interaction_start,
+            interaction_stride=args.interaction_stride,
+        )
+    except (OSError, ValueError) as err:
+        raise CliError(str(err).splitlines()[0]) from err
+    print(f"[fusion] new FUSION model written to {out}", file=sys.stderr)
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from ..processing_fusion import FusionProcessor
+    from .data import DataError, check_data
+
+    try:
+        processor = FusionProcessor.from_pretrained(args.model)
+        report = check_data(args.data, processor, args.image_folder)
+    except (DataError, OSError, ValueError) as err:
+        raise CliError(str(err).splitlines()[0]) from err
+    for problem in report["problems"]:
+        print(f"{problem['id']}\t{problem['reason']}")
+    print(
+        f"[fusion] {report['samples']} samples, {len(report['problems'])} with problems "
+        f"({report['images']} images checked)",
+        file=sys.stderr,
+    )
+    return 1 if report["problems"] else 0
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a stage (or several in a row) from YAML configs",
+        description="fusion train CONFIG.yaml [CONFIG2.yaml ...] [--key value ...]; each "
+        "later stage starts from the previous stage's output_dir",
+    )
+    train.add_argument("configs", nargs="+", type=Path)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    train.set_defaults(func=_train)
+
+    init = subparsers.add_parser("init", help="build a new FUSION model from a base LLM and a SigLIP tower")
+    init.add_argument("--llm", required=True)
+    init.add_argument("--vision-tower", required=True)
+    init.add_argument("--out", required=True)
+    init.add_argument("--chat-template", default=None, help="phi_3 | llama_3 | qwen_2 (default: by LLM family)")
+    init.add_argument("--projector-type", default="mlp2x_gelu")
+    init.add_argument("--query-len", default="4,16,36,64,144")
+    init.add_argument("--window-size", type=int, default=3)
+    init.add_argument("--interaction-layers", type=int, default=10)
+    init.add_argument("--interaction-start", type=int, default=0)
+    init.add_argument("--interaction-stride", type=int, default=3)
+    init.set_defaults(func=_init)
+
+    data = subparsers.add_parser("data", help="training data tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="report missing/unreadable images and bad conversations, with ids")
+    check.add_argument("data", type=Path, help="JSON, JSONL or YAML mixture")
+    check.add_argument("--image-folder", default=None)
+    check.add_argument("--model", required=True, help="checkpoint folder whose tokenizer and template are used")
+    check.set_defaults(func=_data_check)
