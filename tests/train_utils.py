@@ -20,13 +20,23 @@ def make_base_models(root: Path) -> tuple[Path, Path]:
     torch.manual_seed(0)
     tok = build_tokenizer("llama")
     llm_dir, tower_dir = root / "base-llm", root / "base-tower"
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     LlamaForCausalLM(cfg).save_pretrained(llm_dir)
     tok.save_pretrained(llm_dir)
-    vcfg = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                              patch_size=8, image_size=32)
+    vcfg = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, patch_size=8, image_size=32
+    )
     SiglipVisionModel(vcfg).save_pretrained(tower_dir)
     return llm_dir, tower_dir
 
@@ -42,10 +52,16 @@ def make_dataset(root: Path, n: int = 32, seed: int = 0, bad: int = 0) -> tuple[
         img = Image.new("RGB", (48, 40), "white")
         ImageDraw.Draw(img).rectangle((8, 6, 40, 34), fill=COLORS[color])
         img.save(images / f"{i}.png")
-        records.append({"id": f"s{i}", "image": f"{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nWhat color is the square?"},
-            {"from": "gpt", "value": color.capitalize() + "."},
-        ]})
+        records.append(
+            {
+                "id": f"s{i}",
+                "image": f"{i}.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat color is the square?"},
+                    {"from": "gpt", "value": color.capitalize() + "."},
+                ],
+            }
+        )
     for j in range(bad):
         (images / f"bad{j}.png").write_bytes(b"broken")
         records.append({"id": f"bad{j}", "image": f"bad{j}.png", "conversations": records[0]["conversations"]})

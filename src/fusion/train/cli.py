@@ -36,13 +36,19 @@ def _train(args: argparse.Namespace) -> int:
     from .data import DataError
     from .trainer import TrainingError, train
 
-    overrides = _parse_overrides(args.overrides)
-    if args.resume:
+    tokens = list(args.args)
+    resume = "--resume" in tokens
+    tokens = [t for t in tokens if t != "--resume"]
+    split = next((i for i, t in enumerate(tokens) if t.startswith("--")), len(tokens))
+    paths, overrides = tokens[:split], _parse_overrides(tokens[split:])
+    if not paths:
+        raise CliError("give at least one stage config (YAML)")
+    if resume:
         overrides["resume"] = "true"
     previous: str | None = None
     try:
         configs = []
-        for n, path in enumerate(args.configs):
+        for n, path in enumerate(paths):
             stage_overrides = dict(overrides)
             config = load_config(path, stage_overrides)
             configs.append(config)
@@ -113,8 +119,12 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         description="fusion train CONFIG.yaml [CONFIG2.yaml ...] [--key value ...]; each "
         "later stage starts from the previous stage's output_dir",
     )
-    train.add_argument("configs", nargs="+", type=Path)
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    train.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        metavar="CONFIG.yaml [...] [--resume] [--key value ...]",
+        help="stage configs, then overrides; --resume continues from the last checkpoint",
+    )
     train.set_defaults(func=_train)
 
     init = subparsers.add_parser("init", help="build a new FUSION model from a base LLM and a SigLIP tower")

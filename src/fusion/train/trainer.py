@@ -67,7 +67,8 @@ def _unused_parameters(model: FusionForCausalLM) -> set[str]:
 
 def configure_trainable(model: FusionForCausalLM, config: TrainConfig) -> dict[str, list[torch.nn.Parameter]]:
     """Sets requires_grad per component and returns the parameter groups (one learning rate each)."""
-    unused = _unused_parameters(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps the model
+    unused = _unused_parameters(base)
     frozen = {
         "vision_tower": config.freeze.vision_tower,
         "projectors": config.freeze.projectors,
@@ -75,9 +76,10 @@ def configure_trainable(model: FusionForCausalLM, config: TrainConfig) -> dict[s
     }
     groups: dict[str, list[torch.nn.Parameter]] = {"vision_tower": [], "projectors": [], "llm": []}
     for name, param in model.named_parameters():
-        comp = _component(name.removeprefix("base_model.model."))
+        plain = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        comp = _component(plain)
         is_lora = "lora_" in name
-        trainable = name not in unused and (is_lora or not frozen[comp])
+        trainable = plain not in unused and (is_lora or not frozen[comp])
         param.requires_grad_(trainable)
         if trainable:
             groups["llm" if is_lora else comp].append(param)
@@ -86,6 +88,8 @@ def configure_trainable(model: FusionForCausalLM, config: TrainConfig) -> dict[s
 
 def _build_accelerator(config: TrainConfig, accum: int) -> Accelerator:
     kwargs: dict[str, Any] = {"gradient_accumulation_steps": accum, "mixed_precision": config.mixed_precision}
+    if not torch.cuda.is_available():  # CPU processes under torchrun: accelerate then uses gloo
+        kwargs["cpu"] = True
     trackers = []
     for name in config.report_to:
         try:
