@@ -440,3 +440,33 @@ def test_qwen2_family_runs_and_trains(tiny_qwen2):
     answer = [t for t in enc["labels"].tolist() if t >= 0]
     assert processor.tokenizer.decode(answer) == "Yes.<|im_end|>"
     assert enc["labels"].tolist().count(-400) == 1
+
+
+def test_shared_text_only_vision_keeps_logits_and_graph(tiny_llama):
+    model, processor = tiny_llama
+    img = processor.encode_conversation(
+        [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A."}], has_image=True
+    )
+    img["pixel_values"] = processor.image_processor([_image(12)])["pixel_values"][0]
+    text = processor.encode_conversation([{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hey."}], False)
+    batch = processor.collate([img, text, text])
+    with torch.no_grad():
+        ref = model(**batch, text_only_vision="reference")
+        shared = model(**batch, text_only_vision="shared")
+    torch.testing.assert_close(shared.logits, ref.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.ce_loss, ref.ce_loss)
+    torch.testing.assert_close(shared.text_loss, ref.text_loss)
+    assert not torch.allclose(shared.vision_loss, ref.vision_loss)  # zero images are left out of it
+    # A batch without any image still reaches every vision parameter (no hang under DDP / ZeRO-3).
+    model.zero_grad()
+    out = model(**processor.collate([text, text]), text_only_vision="shared")
+    out.loss.backward()
+    for name in (
+        "model.aux_projector.0.weight",
+        "model.mm_projector.0.weight",
+        "model.vision_tower.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+    ):
+        assert dict(model.named_parameters())[name].grad is not None, name
+    model.zero_grad()
+    with pytest.raises(ValueError, match="text_only_vision"):
+        model(**batch, text_only_vision="none")

@@ -41,8 +41,11 @@ def make_base_models(root: Path) -> tuple[Path, Path]:
     return llm_dir, tower_dir
 
 
-def make_dataset(root: Path, n: int = 32, seed: int = 0, bad: int = 0) -> tuple[Path, Path]:
-    """Images of one colored square each, with a one-word color QA; `bad` samples point at broken images."""
+def make_dataset(
+    root: Path, n: int = 32, seed: int = 0, bad: int = 0, text_only: int = 0, name: str = "data.json"
+) -> tuple[Path, Path]:
+    """Images of one colored square each, with a one-word color QA; `bad` samples point at broken
+    images; `text_only` samples have no image."""
     rng = random.Random(seed)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -65,6 +68,17 @@ def make_dataset(root: Path, n: int = 32, seed: int = 0, bad: int = 0) -> tuple[
     for j in range(bad):
         (images / f"bad{j}.png").write_bytes(b"broken")
         records.append({"id": f"bad{j}", "image": f"bad{j}.png", "conversations": records[0]["conversations"]})
-    data = root / "data.json"
+    for j in range(text_only):
+        color = rng.choice(sorted(COLORS))
+        records.append(
+            {
+                "id": f"t{j}",
+                "conversations": [
+                    {"from": "human", "value": f"Name a color like {color}."},
+                    {"from": "gpt", "value": color.capitalize() + "."},
+                ],
+            }
+        )
+    data = root / name
     data.write_text(json.dumps(records))
     return data, images

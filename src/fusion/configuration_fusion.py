@@ -121,6 +121,7 @@ def _fusion_fields(cls):
         "vision_text_mask": str,
         "mapping_loss_weight": float,
         "chat_template": str | None,
+        "text_only_vision": str,
         **cls.__annotations__,
     }
     defaults = dict(
@@ -142,6 +143,7 @@ def _fusion_fields(cls):
         vision_text_mask="reference",
         mapping_loss_weight=0.1,
         chat_template=None,
+        text_only_vision="reference",
     )
     for k, v in defaults.items():
         setattr(cls, k, v)

@@ -37,6 +37,7 @@ from .configuration_fusion import (
     build_vision_config,
     resolve_vision_config,
 )
+from .constants import IMAGE_TOKEN_INDEX
 from .interaction import InteractionBlock, InteractionInputs
 from .loss import causal_lm_loss, text_mapping_loss, vision_mapping_loss
 from .merge import MergedInputs, merge_sequence
@@ -55,7 +56,9 @@ class VisionOutputs:
     text_embeds: torch.Tensor  # [B, T, D] embed_tokens(instructs)
     instruct_features: torch.Tensor  # [B, T, D]
     text_valid: torch.Tensor  # [B, T] bool
-    patch_embeds: torch.Tensor  # [B, N, D_v] tower embedding output of item 4
+    patch_embeds: torch.Tensor  # [B', N, D_v] tower embedding output of item 4 (rows of the vision loss)
+    loss_image_tokens: torch.Tensor | None = None  # [B', N, D] image tokens of those rows (default: image_tokens)
+    anchor: torch.Tensor | None = None  # 0-valued term that keeps every vision parameter in the graph
 
 
 @dataclass
@@ -159,6 +162,48 @@ class FusionModelMixin:
             patch_embeds=h0[:, :n],
         )
 
+    def encode_images_shared(
+        self,
+        pixel_values: torch.Tensor,
+        instruct_ids: torch.Tensor,
+        has_image: torch.Tensor,
+        q: int,
+        batch_invariant: bool = False,
+    ) -> VisionOutputs:
+        """Encodes only the samples with an image, plus one zero image whose context serves every
+        text-only sample.
+
+        A text-only sample's logits depend on the vision side only through the context of its zero
+        image, which is the same for all of them, so logits equal the reference's; only the vision
+        mapping loss differs (it covers real images, not zero images). The zero image always runs,
+        so every process runs every module even when its batch has no image (no collective hangs).
+        """
+        idx = has_image.nonzero(as_tuple=True)[0]
+        n, bsz = idx.numel(), pixel_values.shape[0]
+        sub = self.encode_images(
+            torch.cat([pixel_values[idx], pixel_values.new_zeros((1, *pixel_values.shape[1:]))]),
+            torch.cat([instruct_ids[idx], instruct_ids.new_zeros((1, instruct_ids.shape[1]))]),
+            q,
+            batch_invariant,
+        )
+
+        def scatter(t: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
+            base = fill.expand(bsz, *t.shape[1:]) if fill is not None else t.new_zeros((bsz, *t.shape[1:]))
+            return base.index_copy(0, idx, t[:n])
+
+        zero_term = vision_mapping_loss(sub.patch_embeds[n:], self.aux_projector(sub.image_tokens[n:]))
+        return VisionOutputs(
+            image_tokens=scatter(sub.image_tokens, None),
+            latents=scatter(sub.latents, None),
+            context=scatter(sub.context, sub.context[n:]),
+            text_embeds=sub.text_embeds,
+            instruct_features=sub.instruct_features,
+            text_valid=sub.text_valid,
+            patch_embeds=sub.patch_embeds[:n],
+            loss_image_tokens=sub.image_tokens[:n],
+            anchor=zero_term * 0.0,
+        )
+
     def prepare_multimodal_inputs(
         self,
         input_ids: torch.Tensor,
@@ -169,6 +214,7 @@ class FusionModelMixin:
         query_len: int | None = None,
         padding_side: str | None = None,
         batch_invariant: bool | None = None,
+        text_only_vision: str | None = None,
     ) -> tuple[MergedInputs, VisionOutputs]:
         """Vision encoding + merged sequence. A sample without an image is encoded as a zero image,
         exactly as the reference batches it.
@@ -176,7 +222,11 @@ class FusionModelMixin:
         ``batch_invariant`` (default: when there are no labels, i.e. at inference) encodes each
         sample's text guidance as the reference does for a batch of one, so batched answers equal
         one-at-a-time answers. Training batches (labels given) keep the reference's batch semantics,
-        where instruction padding takes part in the early layers' uniform text attention."""
+        where instruction padding takes part in the early layers' uniform text attention.
+
+        ``text_only_vision``: ``"reference"`` encodes a zero image for every sample without one
+        (reference-exact loss); ``"shared"`` encodes one zero image for all of them (same logits,
+        the vision mapping loss covers real images only). Default: the config's ``text_only_vision``."""
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be [B, L], got {tuple(input_ids.shape)}")
         bsz = input_ids.shape[0]
@@ -195,7 +245,16 @@ class FusionModelMixin:
         q = self.select_query_len(query_len)
         if batch_invariant is None:
             batch_invariant = labels is None
-        vision = self.encode_images(pixel_values, instruct_ids, q, batch_invariant)
+        mode = text_only_vision or self.config.text_only_vision
+        if mode == "shared":
+            has_image = (
+                (input_ids == IMAGE_TOKEN_INDEX) & (attention_mask.bool() if attention_mask is not None else True)
+            ).any(dim=1)
+            vision = self.encode_images_shared(pixel_values, instruct_ids, has_image, q, batch_invariant)
+        elif mode == "reference":
+            vision = self.encode_images(pixel_values, instruct_ids, q, batch_invariant)
+        else:
+            raise ValueError(f"text_only_vision must be 'reference' or 'shared', got {mode!r}")
         merged = merge_sequence(
             input_ids,
             attention_mask,
@@ -293,6 +352,7 @@ class FusionForCausalLM:
         query_positions: torch.Tensor | None = None,
         interaction_context: torch.Tensor | None = None,
         padding_side: str | None = None,
+        text_only_vision: str | None = None,
         **kwargs,
     ) -> FusionCausalLMOutput:
         """Merged-sequence forward. ``input_ids`` may hold -200 (image) / -300 (latent) placeholders;
@@ -303,7 +363,14 @@ class FusionForCausalLM:
             if past_key_values is not None and past_key_values.get_seq_length() > 0:
                 raise ValueError("image placeholders can only be merged at prefill (empty cache)")
             merged, vision = self.model.prepare_multimodal_inputs(
-                input_ids, attention_mask, labels, pixel_values, instruct_ids, query_len, padding_side
+                input_ids,
+                attention_mask,
+                labels,
+                pixel_values,
+                instruct_ids,
+                query_len,
+                padding_side,
+                text_only_vision=text_only_vision,
             )
             input_ids, inputs_embeds = None, merged.inputs_embeds
             attention_mask, position_ids, labels = merged.attention_mask, merged.position_ids, merged.labels
@@ -328,7 +395,14 @@ class FusionForCausalLM:
             ce = causal_lm_loss(outputs.logits, labels)
             if vision is not None:
                 lt = text_mapping_loss(vision.text_embeds, vision.instruct_features, vision.text_valid)
-                lv = vision_mapping_loss(vision.patch_embeds, self.model.aux_projector(vision.image_tokens))
+                image_tokens = vision.loss_image_tokens if vision.loss_image_tokens is not None else vision.image_tokens
+                lv = (
+                    vision_mapping_loss(vision.patch_embeds, self.model.aux_projector(image_tokens))
+                    if vision.patch_embeds.shape[0]
+                    else None
+                )
+                if vision.anchor is not None:
+                    lv = vision.anchor if lv is None else lv + vision.anchor
             mapping = [t for t in (lt, lv) if t is not None]
             parts = ([ce] if ce is not None else []) + (
                 [self.config.mapping_loss_weight * sum(mapping)] if mapping else []
@@ -365,7 +439,14 @@ class FusionForCausalLM:
         if not (_has_placeholders(input_ids) or pixel_values is not None):
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         merged, vision = self.model.prepare_multimodal_inputs(
-            input_ids, attention_mask, None, pixel_values, instruct_ids, query_len, padding_side="left"
+            input_ids,
+            attention_mask,
+            None,
+            pixel_values,
+            instruct_ids,
+            query_len,
+            padding_side="left",
+            text_only_vision="shared",  # same logits as "reference", one zero image for all text-only prompts
         )
         out = super().generate(
             inputs_embeds=merged.inputs_embeds,

@@ -72,6 +72,9 @@ class TrainConfig:
     mixed_precision: str = "bf16"  # "no" | "bf16" | "fp16"
     gradient_checkpointing: bool = True
     query_len: int | None = None  # None: random from the model's query_len on every step (as the paper)
+    # False: text-only samples share one zero-image encoding (same logits; the vision mapping loss
+    # covers real images only). True: one zero image per text-only sample, the reference's exact loss.
+    reference_exact_loss: bool = False
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 

@@ -42,6 +42,7 @@ class RunState:
     step: int = 0
     samples_seen: int = 0
     samples_skipped: int = 0
+    tokens: int = 0  # merged-sequence tokens trained on (all processes)
     skipped_ids: list[str] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -270,6 +271,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.log_sample_ids:  # which samples each process trained on, step by step
         sample_log = open(output_dir / f"samples.rank{accelerator.process_index}.tsv", "a", encoding="utf-8")
     started = time.perf_counter()
+    start_samples, start_tokens = state.samples_seen, state.tokens
     model.train()
     while state.step < total_steps:
         epoch, start_in_epoch = divmod(state.step, steps_per_epoch)
@@ -329,6 +331,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "skipped_ids": state.skipped_ids[:1000],
         "final_loss": state.history[-1]["loss"] if state.history else None,
         "seconds": elapsed,
+        "samples_per_second": (state.samples_seen - start_samples) / elapsed if elapsed > 0 else None,
+        "tokens_per_second": (state.tokens - start_tokens) / elapsed if elapsed > 0 else None,
+        "peak_memory_mb": _peak_memory_mb(),
         "processes": accelerator.num_processes,
         "model_dir": str(output_dir),
     }
@@ -337,6 +342,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
         (output_dir / "run_summary.json").write_text(json.dumps(summary, indent=2))
     accelerator.end_training()
     return summary
+
+
+def _peak_memory_mb() -> float:
+    """Peak GPU memory allocated by torch, or the process's peak resident memory on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _train_step(
@@ -352,7 +366,7 @@ def _train_step(
 ) -> dict[str, float]:
     """One optimizer step over ``accum`` micro-batches; returns metrics averaged over processes."""
     device = accelerator.device
-    sums = torch.zeros(6, device=device)  # loss, ce, text, vision, good samples, bad samples
+    sums = torch.zeros(7, device=device)  # loss, ce, text, vision, good samples, bad samples, tokens
     last_inputs = None
     for _ in range(accum):
         batch = next(batches)
@@ -372,7 +386,11 @@ def _train_step(
         inputs = {k: v.to(device) for k, v in inputs.items()}
         last_inputs = inputs
         with accelerator.accumulate(model), accelerator.autocast():
-            out = model(**inputs, query_len=config.query_len)
+            out = model(
+                **inputs,
+                query_len=config.query_len,
+                text_only_vision="reference" if config.reference_exact_loss else "shared",
+            )
             problems = torch.tensor(
                 [
                     0.0 if out.ce_loss is not None else 1.0,
@@ -397,11 +415,13 @@ def _train_step(
         parts = [out.loss, out.ce_loss, out.text_loss, out.vision_loss]
         vals = [float(p.detach()) * scale if p is not None else 0.0 for p in parts]
         n_good = len(batch["ids"]) if scale else 0
-        sums += torch.tensor([*vals, n_good, len(batch["bad"])], device=device)
+        tokens = float(out.attention_mask.sum()) if scale else 0.0
+        sums += torch.tensor([*vals, n_good, len(batch["bad"]), tokens], device=device)
     totals = accelerator.reduce(sums, reduction="sum")
     good, bad = int(totals[4]), int(totals[5])
     state.samples_seen += good + bad
     state.samples_skipped += bad
+    state.tokens += int(totals[6])
     if (
         state.samples_seen >= config.min_samples_before_skip_check
         and state.samples_skipped > config.max_skip_rate * state.samples_seen
