@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Each module adds its own subcommand with `add_subcommand(subparsers)`; its handler is set with
 # `set_defaults(func=...)`, returns an exit code and raises `CliError` for user mistakes.
-_SUBCOMMAND_MODULES: list[str] = ["fusion.train.cli", ]
+_SUBCOMMAND_MODULES: list[str] = [
+    "fusion.train.cli",
+]
 
 
 def _cuda() -> bool:
