@@ -470,3 +470,25 @@ def test_shared_text_only_vision_keeps_logits_and_graph(tiny_llama):
     model.zero_grad()
     with pytest.raises(ValueError, match="text_only_vision"):
         model(**batch, text_only_vision="none")
+
+
+@pytest.mark.parametrize("text_mask", ["reference", "paper"])
+@pytest.mark.parametrize("batch_invariant", [False, True])
+def test_fused_vision_attention_equals_masked_path(text_mask, batch_invariant):
+    from fusion.vision import FusionVisionTower
+
+    model, _ = build_tiny("llama", seed=4, vision_text_mask=text_mask)
+    tower = model.model.vision_tower
+    masked = FusionVisionTower(tower.config, text_mask, attention="masked")
+    masked.load_state_dict(tower.state_dict())
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
+    text = torch.randn(3, 5, tower.config.hidden_size, generator=g)
+    valid = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    lengths = torch.tensor([3, 5, 4]) if batch_invariant else None
+    with torch.no_grad():
+        fast, h0_fast = tower(pixels, text, valid, lengths)
+        slow, h0_slow = masked(pixels, text, valid, lengths)
+        torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(h0_fast, h0_slow)
+        torch.testing.assert_close(tower(pixels)[0], masked(pixels)[0], atol=1e-5, rtol=1e-5)

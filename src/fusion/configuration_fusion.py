@@ -122,6 +122,7 @@ def _fusion_fields(cls):
         "mapping_loss_weight": float,
         "chat_template": str | None,
         "text_only_vision": str,
+        "vision_attention": str,
         **cls.__annotations__,
     }
     defaults = dict(
@@ -144,6 +145,7 @@ def _fusion_fields(cls):
         mapping_loss_weight=0.1,
         chat_template=None,
         text_only_vision="reference",
+        vision_attention="fused",
     )
     for k, v in defaults.items():
         setattr(cls, k, v)
@@ -222,5 +224,4 @@ def build_vision_config(config) -> SiglipVisionConfig:
     vision = SiglipVisionConfig(**vc)
     vision.num_hidden_layers = vc["num_hidden_layers"] - 1
     vision.vision_use_head = False
-    vision._attn_implementation = "sdpa"
     return vision

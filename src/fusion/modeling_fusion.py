@@ -92,7 +92,7 @@ class FusionModelMixin:
         d_v, d = vision_config.hidden_size, config.hidden_size
         if config.mm_hidden_size is not None and config.mm_hidden_size != d_v:
             raise ValueError(f"mm_hidden_size={config.mm_hidden_size} but the vision tower width is {d_v}")
-        self.vision_tower = FusionVisionTower(vision_config, config.vision_text_mask)
+        self.vision_tower = FusionVisionTower(vision_config, config.vision_text_mask, config.vision_attention)
         self.mm_projector = build_projector(config.mm_projector_type, 3 * d_v, d)
         self.aux_projector = build_projector(config.mm_projector_type, d, d_v)
         self.vision_sampler_layers = nn.ModuleList(

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
+from .vision_attention import IMPLEMENTATION, TextGuidedSpec
+
 
 class _SiglipHolder(nn.Module):
     """Keeps the reference weight prefix `vision_tower.vision_model.*` around transformers' tower."""
@@ -29,11 +31,15 @@ class FusionVisionTower(nn.Module):
     seeing text in the early layers, as the paper describes.
     """
 
-    def __init__(self, config: SiglipVisionConfig, text_mask: str = "reference"):
+    def __init__(self, config: SiglipVisionConfig, text_mask: str = "reference", attention: str = "fused"):
         super().__init__()
         if text_mask not in ("reference", "paper"):
             raise ValueError(f"vision_text_mask must be 'reference' or 'paper', got {text_mask!r}")
+        if attention not in ("fused", "masked"):
+            raise ValueError(f"vision_attention must be 'fused' or 'masked', got {attention!r}")
         self.text_mask = text_mask
+        self.attention = attention
+        config._attn_implementation = IMPLEMENTATION  # handles both paths (a spec or a mask tensor)
         self.vision_tower = _SiglipHolder(config)
         self.num_layers = config.num_hidden_layers
         self.early_layers = self.num_layers // 2
@@ -90,7 +96,14 @@ class FusionVisionTower(nn.Module):
         early_mask = late_mask = None
         if text_embeds is not None:
             hidden = torch.cat([hidden, text_embeds.to(hidden.dtype)], dim=1)
-            early_mask, late_mask = self._masks(text_valid, n_img, hidden.dtype, text_lengths)
+            if self.attention == "masked":  # the reference's own formulation, kept as the exact baseline
+                early_mask, late_mask = self._masks(text_valid, n_img, hidden.dtype, text_lengths)
+            else:
+                ones = torch.ones(text_valid.shape[0], n_img, dtype=torch.bool, device=text_valid.device)
+                key_valid = torch.cat([ones, text_valid], dim=1)
+                extent = n_img + text_lengths if text_lengths is not None else None
+                early_mask = TextGuidedSpec(n_img, key_valid, True, self.text_mask, extent)
+                late_mask = TextGuidedSpec(n_img, key_valid, False, self.text_mask)
         h0 = hidden
         e = self.early_layers
         sum_a = torch.zeros_like(hidden)
