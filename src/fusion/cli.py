@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 # `set_defaults(func=...)`, returns an exit code and raises `CliError` for user mistakes.
 _SUBCOMMAND_MODULES: list[str] = [
     "fusion.train.cli",
+    "fusion.serve.cli",
 ]
 
 
