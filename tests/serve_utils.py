@@ -48,7 +48,7 @@ def live_server(ui: bool = False, api_key: str | None = None, limits: ServeLimit
             raise RuntimeError("server did not start")
         time.sleep(0.05)
     try:
-        yield base, engine
+        yield base, engine, server
     finally:
         server.should_exit = True
         thread.join(30)

@@ -51,7 +51,7 @@ def _user(text: str, image: str | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def server():
-    with live_server(max_batch=16, batch_window_s=0.05, max_queue=64) as (base, engine):
+    with live_server(max_batch=16, batch_window_s=0.05, max_queue=64) as (base, engine, _):
         yield base, engine
 
 
@@ -204,7 +204,7 @@ def test_stop_strings_and_disconnect_frees_the_slot(server, client):
 
 
 def test_full_queue_answers_503_with_retry_after():
-    with live_server(max_batch=1, batch_window_s=0.0, max_queue=1) as (base, _):
+    with live_server(max_batch=1, batch_window_s=0.0, max_queue=1) as (base, _, _server):
         body = {"model": MODEL_NAME, "messages": [_user("busy?")], "max_tokens": 200, "temperature": 0}
 
         def post(_):
@@ -219,8 +219,33 @@ def test_full_queue_answers_503_with_retry_after():
 
 
 def test_api_key_is_required_when_set():
-    with live_server(api_key="sekret", limits=ServeLimits()) as (base, _):
+    with live_server(api_key="sekret", limits=ServeLimits()) as (base, _, _server):
         r = httpx.post(f"{base}/v1/chat/completions", json={"model": MODEL_NAME, "messages": [_user("hi")]})
         assert r.status_code == 401
         good = openai.OpenAI(base_url=base + "/v1", api_key="sekret", max_retries=0)
         assert good.chat.completions.create(model=MODEL_NAME, messages=[_user("hi")], max_tokens=2).choices
+
+
+def test_graceful_shutdown_finishes_in_flight_requests():
+    with live_server() as (base, engine, server):
+        body = {
+            "model": MODEL_NAME,
+            "messages": [_user("Long answer please")],
+            "max_tokens": 60,
+            "min_tokens": 60,
+            "temperature": 0,
+        }
+        result = {}
+        thread = threading.Thread(
+            target=lambda: result.setdefault("r", httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120))
+        )
+        thread.start()
+        for _ in range(400):
+            if engine.busy.is_set():
+                break
+            threading.Event().wait(0.01)
+        server.should_exit = True  # what SIGTERM does
+        thread.join(120)
+        response = result["r"]
+        assert response.status_code == 200
+        assert response.json()["choices"][0]["message"]["content"] is not None
