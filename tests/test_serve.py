@@ -249,3 +249,22 @@ def test_graceful_shutdown_finishes_in_flight_requests():
         response = result["r"]
         assert response.status_code == 200
         assert response.json()["choices"][0]["message"]["content"] is not None
+
+
+def test_local_image_files_only_under_the_allowed_folder(tmp_path):
+    from fusion.serve.images import ImageLimits, ImageRequestError, load_request_image
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(allowed / "a.png")
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(tmp_path / "secret.png")
+    with pytest.raises(ImageRequestError, match="disabled"):
+        load_request_image(f"file://{allowed / 'a.png'}", ImageLimits())
+    limits = ImageLimits(local_dir=allowed)
+    assert load_request_image(f"file://{allowed / 'a.png'}", limits).size == (20, 10)
+    with pytest.raises(ImageRequestError, match="outside") as err:
+        load_request_image(f"file://{allowed / '..' / 'secret.png'}", limits)
+    assert err.value.status == 403
+    with pytest.raises(ImageRequestError, match=r"too large|more than the limit") as err:
+        load_request_image(_data_url(size=(100, 100)), ImageLimits(max_pixels=50))
+    assert err.value.status == 413
