@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 _SUBCOMMAND_MODULES: list[str] = [
     "fusion.train.cli",
     "fusion.serve.cli",
+    "fusion.synth.cli",
 ]
 
 

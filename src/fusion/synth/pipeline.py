@@ -1,0 +1,357 @@
+"""The synthesis pipeline: resumable, shardable stages that each append to a JSONL file.
+
+captions -> descriptions -> images -> qa -> candidates (rule filters) -> data.json (deduplicated)
+
+Ids are derived from content, so a restart skips what is done and a record is never written twice;
+every record that drops out lands in ``rejects.jsonl`` with its stage and reason. With
+``--shard i/n`` a machine handles the records whose id falls in its shard; ``merge`` joins the
+shards' candidates and deduplicates them exactly as a single run does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from .filters import Deduplicator, FilterConfig, rule_problem
+from .images import DiffusersBackend, HttpImageBackend, side_by_side
+from .llm import LLMError, OpenAIBackend
+from .prompts import CATEGORIES, INSTRUCTION_TYPES, SYSTEM, contrast_prompt, description_prompt, qa_prompt
+from .qa import SHORT_SUFFIX, QAFormatError, to_conversation
+from .scene import Scene, describe, exact_qa, random_scene, render
+from .store import JsonlStore, content_id, in_shard
+
+
+class SynthConfigError(ValueError):
+    """A pipeline YAML is malformed."""
+
+
+@dataclass
+class PipelineConfig:
+    output_dir: Path
+    image_backend: str = "procedural"  # procedural | diffusers | http
+    categories: list[str] = field(default_factory=lambda: list(CATEGORIES))
+    instruction_types: list[str] = field(default_factory=lambda: ["short_conversation"])
+    seed: int = 0
+    num_scenes: int = 100  # procedural
+    captions: list[Path] = field(default_factory=list)
+    llm: dict[str, Any] = field(default_factory=dict)  # OpenAIBackend fields
+    diffusers: dict[str, Any] = field(default_factory=dict)
+    http_images: dict[str, Any] = field(default_factory=dict)
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    max_captions: int | None = None
+
+
+def load_pipeline(path: str | os.PathLike, output_dir: str | None = None) -> PipelineConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SynthConfigError(f"cannot read pipeline {path}: {err}") from err
+    if not isinstance(raw, dict):
+        raise SynthConfigError(f"{path}: expected a mapping")
+    known = set(PipelineConfig.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise SynthConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    base = path.parent
+    raw["output_dir"] = Path(output_dir) if output_dir else base / raw.get("output_dir", "synth_out")
+    raw["captions"] = [p if Path(p).is_absolute() else base / p for p in raw.get("captions", [])]
+    raw["filters"] = FilterConfig(**(raw.get("filters") or {}))
+    config = PipelineConfig(**raw)
+    for c in config.categories:
+        if c not in CATEGORIES:
+            raise SynthConfigError(f"unknown category {c!r} (known: {', '.join(CATEGORIES)})")
+    for t in config.instruction_types:
+        if t not in INSTRUCTION_TYPES:
+            raise SynthConfigError(f"unknown instruction type {t!r} (known: {', '.join(INSTRUCTION_TYPES)})")
+    if config.image_backend not in ("procedural", "diffusers", "http"):
+        raise SynthConfigError(f"image_backend must be procedural, diffusers or http, got {config.image_backend!r}")
+    if config.image_backend != "procedural" and not config.captions:
+        raise SynthConfigError("captions are required unless image_backend is procedural")
+    if config.image_backend != "procedural" and not config.llm.get("base_url"):
+        raise SynthConfigError("llm.base_url (an OpenAI-compatible endpoint) is required for LLM stages")
+    return config
+
+
+def load_captions(paths: list[Path]) -> list[str]:
+    """Captions from .txt (one per line), .json / .jsonl (strings, {caption|text}, or LLaVA records)."""
+    captions: list[str] = []
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise SynthConfigError(f"cannot read captions {path}: {err}") from err
+        if path.suffix == ".txt":
+            captions += [line.strip() for line in text.splitlines() if line.strip()]
+            continue
+        try:
+            items = (
+                [json.loads(x) for x in text.splitlines() if x.strip()] if path.suffix == ".jsonl" else json.loads(text)
+            )
+        except json.JSONDecodeError as err:
+            raise SynthConfigError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from err
+        for item in items:
+            if isinstance(item, str):
+                captions.append(item)
+            elif isinstance(item, dict) and (item.get("caption") or item.get("text")):
+                captions.append(str(item.get("caption") or item.get("text")))
+            elif isinstance(item, dict) and item.get("conversations"):
+                gpt = [t["value"] for t in item["conversations"] if t.get("from") == "gpt"]
+                if gpt:
+                    captions.append(gpt[0])
+    return [c.strip() for c in captions if c.strip()]
+
+
+def _pick(options: list[str], record_id: str, salt: int) -> str:
+    return options[(int(record_id[8:16], 16) + salt) % len(options)]
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, shard: tuple[int, int] = (0, 1), llm=None, image_backend=None):
+        self.config = config
+        self.shard = shard
+        self.out = Path(config.output_dir)
+        suffix = "" if shard == (0, 1) else f".shard{shard[0]}of{shard[1]}"
+        self.stores = {
+            name: JsonlStore(self.out / f"{name}{suffix}.jsonl")
+            for name in ("captions", "descriptions", "images", "qa", "candidates", "rejects")
+        }
+        self.rejected = {(r["stage"], r["id"]) for r in self.stores["rejects"]}
+        self.llm = llm
+        self.image_backend = image_backend
+
+    # ----- helpers --------------------------------------------------------------------------------
+    def reject(self, stage: str, record: dict[str, Any], reason: str) -> None:
+        self.stores["rejects"].append(
+            {
+                "id": content_id(stage, record["id"]),
+                "record_id": record["id"],
+                "stage": stage,
+                "category": record.get("category"),
+                "reason": reason,
+            }
+        )
+        self.rejected.add((stage, record["id"]))
+
+    def pending(self, stage: str, source: str) -> list[dict[str, Any]]:
+        store = self.stores[stage]
+        return [r for r in self.stores[source] if r["id"] not in store and (stage, r["id"]) not in self.rejected]
+
+    def _llm(self):
+        if self.llm is None:
+            self.llm = OpenAIBackend(**self.config.llm)
+        return self.llm
+
+    # ----- stages ---------------------------------------------------------------------------------
+    def stage_captions(self) -> None:
+        cfg, store = self.config, self.stores["captions"]
+        if cfg.image_backend == "procedural":
+            for n in range(cfg.num_scenes):
+                rng = random.Random(f"{cfg.seed}:{n}")
+                category = cfg.categories[n % len(cfg.categories)]
+                scene = random_scene(rng, category)
+                rid = content_id("scene", cfg.seed, n, category)
+                if in_shard(rid, self.shard) and rid not in store:
+                    store.append(
+                        {
+                            "id": rid,
+                            "category": category,
+                            "caption": describe(scene),
+                            "scene": scene.to_dict(),
+                            "index": n,
+                        }
+                    )
+            return
+        captions = load_captions(cfg.captions)[: cfg.max_captions]
+        for caption in captions:
+            rid = content_id("caption", caption)
+            if in_shard(rid, self.shard) and rid not in store:
+                category = _pick(cfg.categories, rid, 0)
+                store.append(
+                    {
+                        "id": rid,
+                        "category": category,
+                        "caption": caption,
+                        "instruction_type": _pick(cfg.instruction_types, rid, 1),
+                    }
+                )
+
+    async def _map_llm(self, stage: str, source: str, work) -> None:
+        todo = self.pending(stage, source)
+        if not todo:
+            return
+        bar = tqdm(total=len(todo), desc=stage, unit="rec")
+        async with self._llm() as llm:
+
+            async def one(record):
+                try:
+                    result = await work(llm, record)
+                except (LLMError, QAFormatError) as err:
+                    self.reject(stage, record, f"{type(err).__name__}: {err}")
+                else:
+                    self.stores[stage].append(result)
+                bar.update(1)
+
+            await asyncio.gather(*(one(r) for r in todo))
+        bar.close()
+
+    async def stage_descriptions(self) -> None:
+        if self.config.image_backend == "procedural":  # the scene spec is the description, exactly
+            for r in self.pending("descriptions", "captions"):
+                self.stores["descriptions"].append({**r, "description": r["caption"]})
+            return
+
+        async def work(llm, r):
+            description = (await llm.complete(description_prompt(r["caption"], r["category"]), SYSTEM)).strip()
+            if not description:
+                raise QAFormatError("empty description")
+            out = {**r, "description": description}
+            if r["instruction_type"].startswith("contrast"):
+                out["description_b"] = (await llm.complete(contrast_prompt(description, r["category"]), SYSTEM)).strip()
+            return out
+
+        await self._map_llm("descriptions", "captions", work)
+
+    def stage_images(self) -> None:
+        todo = self.pending("images", "descriptions")
+        folder = self.out / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        for r in tqdm(todo, desc="images", unit="img"):
+            seed = int(r["id"][:8], 16)
+            try:
+                if self.config.image_backend == "procedural":
+                    image = render(Scene.from_dict(r["scene"]))
+                else:
+                    backend = self._image_backend()
+                    image = backend.generate(r["description"], seed)
+                    if r.get("description_b"):
+                        image = side_by_side(image, backend.generate(r["description_b"], seed))
+            except (OSError, ValueError, RuntimeError) as err:
+                self.reject("images", r, f"image generation failed: {err}")
+                continue
+            name = f"{r['id']}.png"
+            tmp = folder / f".{name}.tmp"
+            image.save(tmp, format="PNG")
+            os.replace(tmp, folder / name)  # the record is written only once its file is complete
+            self.stores["images"].append({**r, "image": f"images/{name}"})
+
+    def _image_backend(self):
+        if self.image_backend is None:
+            cfg = self.config
+            self.image_backend = (
+                DiffusersBackend(**cfg.diffusers)
+                if cfg.image_backend == "diffusers"
+                else HttpImageBackend(**cfg.http_images)
+            )
+        return self.image_backend
+
+    async def stage_qa(self) -> None:
+        if self.config.image_backend == "procedural":
+            for r in self.pending("qa", "images"):
+                rng = random.Random(r["id"])
+                pairs = exact_qa(Scene.from_dict(r["scene"]), r["category"], rng)
+                if not pairs:
+                    self.reject("qa", r, "no exact question for this scene")
+                    continue
+                turns = []
+                for q, a in pairs:
+                    turns += [{"from": "human", "value": f"{q}\n{SHORT_SUFFIX}"}, {"from": "gpt", "value": a}]
+                self.stores["qa"].append({**r, "instruction_type": "short_conversation", "conversations": turns})
+            return
+
+        async def work(llm, r):
+            answer = await llm.complete(
+                qa_prompt(r["description"], r["instruction_type"], r.get("description_b")), SYSTEM
+            )
+            return {**r, "conversations": to_conversation(answer, r["instruction_type"])}
+
+        await self._map_llm("qa", "images", work)
+
+    def stage_candidates(self) -> None:
+        for r in self.pending("candidates", "qa"):
+            problem = rule_problem(r, self.config.filters)
+            if problem:
+                self.reject("candidates", r, problem)
+            else:
+                self.stores["candidates"].append(r)
+
+    def run(self, finalize: bool = True) -> dict[str, Any] | None:
+        self.stage_captions()
+        asyncio.run(self.stage_descriptions())
+        self.stage_images()
+        asyncio.run(self.stage_qa())
+        self.stage_candidates()
+        if finalize:
+            return finalize_outputs([self.out], self.out, self.config.filters)
+        return None
+
+
+def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict[str, Any]:
+    """Deduplicates all candidates (in id order, so the result does not depend on sharding) and writes
+    ``data.json`` (LLaVA format), ``rejects_all.jsonl`` and ``stats.json``."""
+    candidates: dict[str, dict] = {}
+    rejects: dict[str, dict] = {}
+    stages: dict[str, Counter] = {s: Counter() for s in ("captions", "descriptions", "images", "qa", "candidates")}
+    for d in dirs:
+        for f in sorted(Path(d).glob("*.jsonl")):
+            stage = f.name.split(".")[0]
+            for r in JsonlStore(f):
+                if stage == "rejects":
+                    rejects[r["id"]] = r
+                elif stage in stages:
+                    stages[stage][r["category"]] += 1
+                    if stage == "candidates":
+                        candidates[r["id"]] = r
+    dedup = Deduplicator(filters.near_duplicate_jaccard)
+    data = []
+    for rid in sorted(candidates):
+        r = candidates[rid]
+        problem = dedup.problem(r, context=r.get("description", ""))
+        if problem:
+            rejects[content_id("dedup", rid)] = {
+                "id": content_id("dedup", rid),
+                "record_id": rid,
+                "stage": "dedup",
+                "category": r["category"],
+                "reason": problem,
+            }
+            continue
+        turns = [dict(t) for t in r["conversations"]]
+        turns[0]["value"] = "<image>\n" + turns[0]["value"]
+        data.append(
+            {
+                "id": rid,
+                "image": r["image"],
+                "category": r["category"],
+                "instruction_type": r.get("instruction_type"),
+                "conversations": turns,
+            }
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "data.json", json.dumps(data, indent=1, ensure_ascii=False))
+    rows = sorted(rejects.values(), key=lambda r: r["id"])
+    _atomic_write(out / "rejects_all.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    stats = {
+        "records": len(data),
+        "per_stage": {s: dict(sorted(c.items())) for s, c in stages.items()},
+        "final_per_category": dict(sorted(Counter(r["category"] for r in data).items())),
+        "rejections": dict(sorted(Counter(f"{r['stage']}: {r['reason'].split(':')[0]}" for r in rows).items())),
+    }
+    _atomic_write(out / "stats.json", json.dumps(stats, indent=2))
+    return stats
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
