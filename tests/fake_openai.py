@@ -17,22 +17,25 @@ from PIL import Image
 def _qa_answer(prompt: str) -> str:
     subject = re.search(r"description[^:]*:\n(.*?)\n\nWrite", prompt, re.DOTALL)
     topic = subject.group(1).split()[1] if subject and len(subject.group(1).split()) > 1 else "scene"
+    shown = subject.group(1).strip() if subject else "a scene"
     if '"options"' in prompt:
         return json.dumps(
             [{"question": f"What is shown about {topic}?", "options": [topic, "a car", "a tree", "sky"], "answer": "A"}]
         )
     return "Here you go:\n" + json.dumps(
-        [{"question": f"What does the image show about {topic}?", "answer": f"It shows {topic}."}]
+        [{"question": f"What does the image show about {topic}?", "answer": f"It shows {shown}"}]
     )
 
 
 class FakeOpenAI:
     """Answers from the prompt text. Captions containing MALFORMED get non-JSON QA; FLAKY ones fail
-    twice with HTTP 500 first; SLOW ones take ``slow_s`` seconds; ``delay_s`` slows every answer."""
+    twice with HTTP 500 first; SLOW ones take ``slow_s`` seconds; ``delay_s`` slows every answer.
+    The judge scores conversations mentioning "tall" 0.3, others 0.9."""
 
     def __init__(self, delay_s: float = 0.0, slow_s: float = 0.3):
         self.delay_s, self.slow_s = delay_s, slow_s
         self.calls: Counter[str] = Counter()
+        self.vision_calls = 0
         self.lock = threading.Lock()
         fake = self
 
@@ -48,6 +51,10 @@ class FakeOpenAI:
                     Image.new("RGB", (32, 24), (color, 255 - color, 90)).save(buf, format="PNG")
                     return self._send(200, {"data": [{"b64_json": base64.b64encode(buf.getvalue()).decode()}]})
                 prompt = body["messages"][-1]["content"]
+                if isinstance(prompt, list):  # a vision request: count it, answer from its text
+                    with fake.lock:
+                        fake.vision_calls += 1
+                    prompt = next(p["text"] for p in prompt if p["type"] == "text")
                 with fake.lock:
                     fake.calls[prompt] += 1
                     count = fake.calls[prompt]
@@ -57,7 +64,9 @@ class FakeOpenAI:
                     time.sleep(fake.slow_s)
                 if "FLAKY" in prompt and count <= 2:
                     return self._send(500, {"error": {"message": "injected failure"}})
-                if prompt.startswith("Expand the caption"):
+                if prompt.startswith("Rate how well"):
+                    answer = "0.3" if "tall" in prompt else "Score: 0.9"
+                elif prompt.startswith("Expand the caption"):
                     caption = prompt.rsplit("Caption:", 1)[1].strip()
                     answer = f"A detailed view of {caption}"
                 elif prompt.startswith("Here is the description"):

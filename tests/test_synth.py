@@ -188,3 +188,17 @@ def test_torn_last_line_is_recovered(tmp_path):
     again.append({"id": "b", "x": 2})
     again.append({"id": "b", "x": 3})
     assert [r["x"] for r in JsonlStore(tmp_path / "s.jsonl")] == [1, 2]
+
+
+def test_vlm_judge_rejects_inconsistent_records(tmp_path):
+    with FakeOpenAI() as fake:
+        cfg = _pipeline_yaml(
+            tmp_path, fake.url, "judged", judge={"enabled": True, "use_image": True}, filters={"min_consistency": 0.5}
+        )
+        stats = Pipeline(load_pipeline(cfg)).run()
+        assert fake.vision_calls >= 16  # the judge saw the images
+    data = _data(tmp_path / "judged")
+    assert data and not any("tall" in json.dumps(r) for r in data)
+    assert any(k.startswith("judged: QAFormatError") for k in stats["rejections"])
+    judged = list(JsonlStore(tmp_path / "judged" / "judged.jsonl"))
+    assert judged and all(r["consistency"] == 0.9 for r in judged)

@@ -53,10 +53,14 @@ class OpenAIBackend:
         if self._client is not None:
             await self._client.aclose()
 
-    async def complete(self, prompt: str, system: str | None = None) -> str:
+    async def complete(self, prompt: str, system: str | None = None, image_url: str | None = None) -> str:
+        """``image_url`` (a data URL) makes it a vision request, for a VLM judge."""
         if self._client is None or self._semaphore is None:
             raise RuntimeError("use the backend inside `async with`")
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        content: str | list = prompt
+        if image_url:
+            content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": prompt}]
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
         body = {
             "model": self.model,
             "messages": messages,

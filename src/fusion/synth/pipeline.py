@@ -11,9 +11,11 @@ shards' candidates and deduplicates them exactly as a single run does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,15 @@ from tqdm.auto import tqdm
 from .filters import Deduplicator, FilterConfig, rule_problem
 from .images import DiffusersBackend, HttpImageBackend, side_by_side
 from .llm import LLMError, OpenAIBackend
-from .prompts import CATEGORIES, INSTRUCTION_TYPES, SYSTEM, contrast_prompt, description_prompt, qa_prompt
+from .prompts import (
+    CATEGORIES,
+    INSTRUCTION_TYPES,
+    SYSTEM,
+    contrast_prompt,
+    description_prompt,
+    judge_prompt,
+    qa_prompt,
+)
 from .qa import SHORT_SUFFIX, QAFormatError, to_conversation
 from .scene import Scene, describe, exact_qa, random_scene, render
 from .store import JsonlStore, content_id, in_shard
@@ -49,6 +59,7 @@ class PipelineConfig:
     http_images: dict[str, Any] = field(default_factory=dict)
     filters: FilterConfig = field(default_factory=FilterConfig)
     max_captions: int | None = None
+    judge: dict[str, Any] = field(default_factory=dict)  # {enabled, use_image, llm: {...} (default: llm)}
 
 
 def load_pipeline(path: str | os.PathLike, output_dir: str | None = None) -> PipelineConfig:
@@ -78,6 +89,8 @@ def load_pipeline(path: str | os.PathLike, output_dir: str | None = None) -> Pip
         raise SynthConfigError(f"image_backend must be procedural, diffusers or http, got {config.image_backend!r}")
     if config.image_backend != "procedural" and not config.captions:
         raise SynthConfigError("captions are required unless image_backend is procedural")
+    if config.judge.get("enabled") and not (config.judge.get("llm", {}).get("base_url") or config.llm.get("base_url")):
+        raise SynthConfigError("judge.enabled needs an endpoint: llm.base_url or judge.llm.base_url")
     if config.image_backend != "procedural" and not config.llm.get("base_url"):
         raise SynthConfigError("llm.base_url (an OpenAI-compatible endpoint) is required for LLM stages")
     return config
@@ -124,7 +137,7 @@ class Pipeline:
         suffix = "" if shard == (0, 1) else f".shard{shard[0]}of{shard[1]}"
         self.stores = {
             name: JsonlStore(self.out / f"{name}{suffix}.jsonl")
-            for name in ("captions", "descriptions", "images", "qa", "candidates", "rejects")
+            for name in ("captions", "descriptions", "images", "qa", "judged", "candidates", "rejects")
         }
         self.rejected = {(r["stage"], r["id"]) for r in self.stores["rejects"]}
         self.llm = llm
@@ -186,12 +199,12 @@ class Pipeline:
                     }
                 )
 
-    async def _map_llm(self, stage: str, source: str, work) -> None:
+    async def _map_llm(self, stage: str, source: str, work, llm=None) -> None:
         todo = self.pending(stage, source)
         if not todo:
             return
         bar = tqdm(total=len(todo), desc=stage, unit="rec")
-        async with self._llm() as llm:
+        async with llm or self._llm() as llm:
 
             async def one(record):
                 try:
@@ -277,8 +290,35 @@ class Pipeline:
 
         await self._map_llm("qa", "images", work)
 
+    async def stage_judge(self) -> None:
+        """Model-based consistency scoring (a VLM judge sees the image): records below the
+        threshold are rejected with their score."""
+        judge = self.config.judge
+        threshold = self.config.filters.min_consistency
+        use_image = judge.get("use_image", True)
+        backend = OpenAIBackend(**{**self.config.llm, **judge.get("llm", {}), "temperature": 0.0})
+
+        async def work(llm, r):
+            image_url = None
+            if use_image:
+                data = (self.out / r["image"]).read_bytes()
+                image_url = "data:image/png;base64," + base64.b64encode(data).decode()
+            answer = await llm.complete(
+                judge_prompt(r.get("description", ""), r["conversations"], use_image), SYSTEM, image_url
+            )
+            match = re.search(r"\d+(?:\.\d+)?", answer)
+            if match is None:
+                raise QAFormatError(f"judge gave no score: {answer[:80]!r}")
+            score = float(match.group(0))
+            if threshold is not None and score < threshold:
+                raise QAFormatError(f"consistency {score:.2f} below {threshold}")
+            return {**r, "consistency": score}
+
+        await self._map_llm("judged", "qa", work, llm=backend)
+
     def stage_candidates(self) -> None:
-        for r in self.pending("candidates", "qa"):
+        source = "judged" if self.config.judge.get("enabled") else "qa"
+        for r in self.pending("candidates", source):
             problem = rule_problem(r, self.config.filters)
             if problem:
                 self.reject("candidates", r, problem)
@@ -290,6 +330,8 @@ class Pipeline:
         asyncio.run(self.stage_descriptions())
         self.stage_images()
         asyncio.run(self.stage_qa())
+        if self.config.judge.get("enabled"):
+            asyncio.run(self.stage_judge())
         self.stage_candidates()
         if finalize:
             return finalize_outputs([self.out], self.out, self.config.filters)
@@ -301,7 +343,9 @@ def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict
     ``data.json`` (LLaVA format), ``rejects_all.jsonl`` and ``stats.json``."""
     candidates: dict[str, dict] = {}
     rejects: dict[str, dict] = {}
-    stages: dict[str, Counter] = {s: Counter() for s in ("captions", "descriptions", "images", "qa", "candidates")}
+    stages: dict[str, Counter] = {
+        s: Counter() for s in ("captions", "descriptions", "images", "qa", "judged", "candidates")
+    }
     for d in dirs:
         for f in sorted(Path(d).glob("*.jsonl")):
             stage = f.name.split(".")[0]

@@ -67,3 +67,19 @@ def qa_prompt(description: str, instruction_type: str, description_b: str | None
         pair = " (two images side by side; the right one matches the second description)"
         description = f"Left: {description}\nRight: {description_b}"
     return QA_PROMPT.format(pair=pair, description=description, spec=_QA_SPECS[instruction_type])
+
+
+JUDGE_PROMPT = """Rate how well each answer in this conversation is supported by the image{described}.
+{description}Conversation:
+{conversation}
+
+Reply with a single number between 0 and 1 (1: every answer is correct and answerable from the image)."""
+
+
+def judge_prompt(description: str, conversation: list[dict[str, str]], with_image: bool) -> str:
+    turns = "\n".join(f"{'Q' if t['from'] == 'human' else 'A'}: {t['value']}" for t in conversation)
+    if with_image:
+        return JUDGE_PROMPT.format(described="", description="", conversation=turns)
+    return JUDGE_PROMPT.format(
+        described=" described here", description=f"Description: {description}\n", conversation=turns
+    )
