@@ -133,6 +133,7 @@ _SUBCOMMAND_MODULES: list[str] = [
     "fusion.train.cli",
     "fusion.serve.cli",
     "fusion.synth.cli",
+    "fusion.eval.cli",
 ]
 
 

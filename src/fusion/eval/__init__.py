@@ -1,0 +1,1 @@
+"""Evaluation: a resumable, sharded benchmark runner and scorers with the benchmarks' own rules."""
