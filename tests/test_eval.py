@@ -194,3 +194,63 @@ def test_bad_question_files(tmp_path):
     bad.write_text('{"question_id": 1, "text": "a"}\n{"question_id": 1, "text": "b"}\n')
     with pytest.raises(EvalInputError, match="duplicate"):
         read_questions(bad)
+
+
+def test_mmmu_parsing_and_score():
+    from fusion.eval.benchmarks import mmmu_correct, mmmu_parse_choice, mmmu_parse_open, mmmu_score
+
+    choices, index2ans = ["A", "B", "C", "D"], {"A": "cat", "B": "dog", "C": "bird", "D": "fish"}
+    assert mmmu_parse_choice("(B)", choices, index2ans) == "B"
+    assert mmmu_parse_choice("The answer is C.", choices, index2ans) == "C"
+    assert mmmu_parse_choice("I think the animal shown is clearly a dog here", choices, index2ans) == "B"
+    drawn = mmmu_parse_choice("", choices, index2ans, seed="q1")
+    assert drawn in choices and drawn == mmmu_parse_choice("", choices, index2ans, seed="q1")
+    assert mmmu_correct(mmmu_parse_open("So the total is 12.50 dollars"), "12.5", "open")
+    assert mmmu_correct(mmmu_parse_open("Therefore the answer is photosynthesis."), "Photosynthesis", "open")
+    assert not mmmu_correct(mmmu_parse_open("It is 13"), "12", "open")
+    answers = {
+        "validation_Art_1": {
+            "question_type": "multiple-choice",
+            "answer": "A",
+            "all_choices": choices,
+            "index2ans": index2ans,
+        },
+        "validation_Math_1": {"question_type": "open", "answer": "7"},
+    }
+    result = mmmu_score({"validation_Art_1": "(A) cat", "validation_Math_1": "x = 8"}, answers)
+    assert result == {"accuracy": 50.0, "Art": 100.0, "Math": 0.0}
+
+
+def test_pair_group_and_ocr_benchmarks():
+    from fusion.eval.benchmarks import cvbench_scores, mmvp_pair_accuracy, ocrbench_score
+
+    assert mmvp_pair_accuracy([True, True, True, False, False, False]) == pytest.approx(100 / 3)
+    rows = [("ADE20K", True), ("ADE20K", False), ("COCO", True), ("Omni3D", False), ("Omni3D", True)]
+    s = cvbench_scores(rows)
+    assert s["2D"] == 75.0 and s["3D"] == 50.0 and s["overall"] == 62.5
+    ocr = ocrbench_score(
+        [
+            {"prediction": "The sign says STOP", "answers": ["stop"], "type": "Scene Text"},
+            {
+                "prediction": "x ^ 2 + 1",
+                "answers": ["x^2+1"],
+                "type": "Handwritten Mathematical Expression Recognition",
+            },
+            {"prediction": "", "answers": ["go"], "type": "Scene Text"},
+        ]
+    )
+    assert ocr == {"Handwritten Mathematical Expression Recognition": 1, "Scene Text": 1, "total": 2}
+
+
+def test_exports_and_results_table():
+    from fusion.eval.benchmarks import export_mmbench_tsv, export_mmvet, export_vizwiz, results_table
+
+    answers = [{"question_id": 3, "text": "B"}]
+    assert export_vizwiz(answers, {3: "VizWiz_test_00000003.jpg"}) == [
+        {"image": "VizWiz_test_00000003.jpg", "answer": "B"}
+    ]
+    assert export_mmvet(answers) == {"3": "B"}
+    tsv = export_mmbench_tsv(answers, {3: {"text": "Which?", "options": ["x", "y"]}})
+    assert tsv.splitlines()[1] == "3\tWhich?\tx\ty\t\t\tB"
+    table = results_table({"POPE": 87.7, "MMB_EN": 80.3, "MMMU": 40.0}, "fusion-x-3b")
+    assert "| POPE | 87.7 | 88.7 | -1.0 |" in table and "| MMMU | 40.0 | - | - |" in table

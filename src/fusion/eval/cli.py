@@ -57,9 +57,14 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _options(t: dict) -> dict[str, str]:
+    opts = t["options"]
+    return opts if isinstance(opts, dict) else dict(zip("ABCDEFGHIJ", opts, strict=False))
+
+
 def score_answers(bench: str, answers: list[dict], annotations: list[dict]) -> dict[str, Any]:
     """Joins answers and annotations on question_id and applies the benchmark's rule."""
-    from . import scoring
+    from . import benchmarks, scoring
 
     truth = {a["question_id"]: a for a in annotations}
     missing = [a["question_id"] for a in answers if a["question_id"] not in truth]
@@ -79,7 +84,7 @@ def score_answers(bench: str, answers: list[dict], annotations: list[dict]) -> d
             {"category": t["category"], "image": t["image"], "prediction": a["text"], "answer": t["answer"]}
             for a, t in pairs
         )
-    if bench in ("mc", "mmbench", "seed", "scienceqa", "ai2d", "mmstar", "realworldqa", "cvbench"):
+    if bench in ("mc", "mmbench", "seed", "scienceqa", "ai2d", "mmstar", "realworldqa"):
         groups: dict[str, list[bool]] = defaultdict(list)
         per_cat: dict[str, list[bool]] = defaultdict(list)
         for a, t in pairs:
@@ -96,6 +101,18 @@ def score_answers(bench: str, answers: list[dict], annotations: list[dict]) -> d
         if any(len(v) > 1 for v in groups.values()):
             out["circular_accuracy"] = 100 * scoring.circular_accuracy(groups)
         return out
+    if bench == "mmvp":
+        order = sorted(pairs, key=lambda p: p[1].get("index", p[0]["question_id"]))
+        correct = [scoring.extract_choice(a["text"], _options(t)) == t["answer"] for a, t in order]
+        return {"pair_accuracy": benchmarks.mmvp_pair_accuracy(correct)}
+    if bench == "cvbench":
+        return benchmarks.cvbench_scores(
+            (t["source"], scoring.extract_choice(a["text"], _options(t)) == t["answer"]) for a, t in pairs
+        )
+    if bench == "ocrbench":
+        return benchmarks.ocrbench_score(
+            {"prediction": a["text"], "answers": t["answers"], "type": t.get("type")} for a, t in pairs
+        )
     if bench == "docvqa":
         values = [scoring.anls(a["text"], t["answers"]) for a, t in pairs]
         return {"anls": 100 * sum(values) / len(values)}
@@ -113,6 +130,39 @@ def _score(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as err:
         raise CliError(f"cannot score {args.bench}: {err}") from err
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _read_json(path: Path) -> Any:
+    from ..cli import CliError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CliError(f"cannot read {path}: {err}") from err
+
+
+def _mmmu(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .benchmarks import mmmu_score
+
+    try:
+        print(json.dumps(mmmu_score(_read_json(args.predictions), _read_json(args.answers)), indent=2))
+    except (KeyError, TypeError, ZeroDivisionError) as err:
+        raise CliError(f"cannot score MMMU: malformed files ({err})") from err
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .benchmarks import PAPER_RESULTS, results_table
+
+    results = _read_json(args.results)
+    if args.compare and args.compare not in PAPER_RESULTS:
+        raise CliError(
+            f"no paper numbers for {args.compare!r} (known: {', '.join(k for k in PAPER_RESULTS if k[0] != '_')})"
+        )
+    print(results_table(results, args.compare), end="")
     return 0
 
 
@@ -154,3 +204,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--answers", required=True, type=Path)
     score.add_argument("--annotations", required=True, type=Path)
     score.set_defaults(func=_score)
+    mmmu = sub.add_parser("mmmu", help="score MMMU from the official {id: prediction} and answer-dict files")
+    mmmu.add_argument("--predictions", required=True, type=Path)
+    mmmu.add_argument("--answers", required=True, type=Path)
+    mmmu.set_defaults(func=_mmmu)
+    table = sub.add_parser("table", help="Markdown + JSON table of results, optionally against the paper")
+    table.add_argument("results", type=Path, help="JSON {benchmark: score}")
+    table.add_argument("--compare", default=None, help="a released checkpoint, e.g. fusion-x-3b")
+    table.set_defaults(func=_table)
