@@ -182,6 +182,14 @@ FusionConfig = FusionConfigMixin
 CONFIG_CLASSES = {c.model_type: c for c in (FusionPhiConfig, FusionLlamaConfig, FusionQwen2Config)}
 
 
+def read_tower_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """The shape of a SigLIP tower from its folder (a vision-model config, or a full SigLIP config)."""
+    with open(Path(folder) / "config.json", encoding="utf-8") as f:
+        raw = json.load(f)
+    raw = raw.get("vision_config", raw)
+    return {k: raw[k] for k in _VISION_KEYS if k in raw}
+
+
 class VisionTowerNotFoundError(FileNotFoundError):
     """The vision tower's shape cannot be determined from the checkpoint, a folder or the table."""
 
@@ -203,12 +211,8 @@ def resolve_vision_config(config, checkpoint_dir: str | os.PathLike | None = Non
         base = Path(checkpoint_dir)
         candidates = [base / name, base.parent / name, Path(name)]
     for folder in candidates:
-        cfg_file = folder / "config.json"
-        if cfg_file.is_file():
-            with open(cfg_file, encoding="utf-8") as f:
-                raw = json.load(f)
-            raw = raw.get("vision_config", raw)
-            return {k: raw[k] for k in _VISION_KEYS if k in raw}
+        if (folder / "config.json").is_file():
+            return read_tower_config(folder)
     if name in KNOWN_VISION_TOWERS:
         return dict(KNOWN_VISION_TOWERS[name])
     tried = ", ".join(str(c / "config.json") for c in candidates)

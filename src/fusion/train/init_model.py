@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from ..configuration_fusion import CONFIG_CLASSES, TEMPLATE_BY_MODEL_TYPE
+from ..configuration_fusion import CONFIG_CLASSES, TEMPLATE_BY_MODEL_TYPE, read_tower_config
 from ..constants import VISION_END, VISION_START
 from ..image_processing_fusion import FusionImageProcessor
 from ..modeling_fusion import FusionForCausalLM
 from ..processing_fusion import FusionProcessor
 
 _FAMILIES = {"phi3": "fusion_phi", "llama": "fusion_llama", "qwen2": "fusion_qwen2"}
-_VISION_KEYS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "patch_size",
-    "image_size",
-    "hidden_act",
-    "layer_norm_eps",
-    "num_channels",
-    "attention_dropout",
-)
 
 
 def _tower_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -65,9 +52,7 @@ def init_fusion_model(
     llm_config = AutoConfig.from_pretrained(llm, local_files_only=True)
     if llm_config.model_type not in _FAMILIES:
         raise ValueError(f"unsupported LLM type {llm_config.model_type!r} (supported: {', '.join(_FAMILIES)})")
-    raw = json.loads((vision_tower / "config.json").read_text(encoding="utf-8"))
-    raw = raw.get("vision_config", raw)
-    vision = {k: raw[k] for k in _VISION_KEYS if k in raw}
+    vision = read_tower_config(vision_tower)
     tokenizer = AutoTokenizer.from_pretrained(llm, local_files_only=True)
     tokenizer.add_special_tokens({"additional_special_tokens": [VISION_START, VISION_END]})
     if tokenizer.pad_token is None:
