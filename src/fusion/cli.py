@@ -156,4 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under ``python -m fusion.cli`` (torchrun's launch) this file runs as ``__main__``, a second copy of
+    # the module; subcommands raise ``fusion.cli.CliError``, so dispatch through the imported module.
+    from fusion.cli import main as _package_main
+
+    sys.exit(_package_main())

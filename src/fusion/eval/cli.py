@@ -1,214 +1,242 @@
-"""`fusion eval run` (answer a question file) and `fusion eval score` (score answers)."""
+"""``fusion eval``: ``run`` (answer a benchmark), ``score`` (a benchmark's official rules), ``table``
+(results across benchmarks) and ``compare`` (against the paper's numbers)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-from collections import defaultdict
+import sys
 from pathlib import Path
 from typing import Any
 
 
-def _shard(text: str | None) -> tuple[int, int]:
-    if text is None:  # torchrun / accelerate launch set these
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    match = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not match or int(match.group(1)) >= int(match.group(2)):
-        raise argparse.ArgumentTypeError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
-    return int(match.group(1)), int(match.group(2))
+def _cli_error(err: Exception) -> Exception:
+    from ..cli import CliError
+
+    return CliError(str(err))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import CliError
-    from .runner import EvalInputError, EvalSettings, run_eval
+    from .files import EvalInputError
+    from .runner import RunSettings, parse_shard, run_eval, shard_from_env
 
-    if not (Path(args.model) / "config.json").is_file():
-        raise CliError(f"no FUSION checkpoint at {args.model}")
-    settings = EvalSettings(
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        query_len=args.query_len,
-        shard=_shard(args.shard),
-    )
     try:
-        run_eval(args.model, args.questions, args.images, args.out, settings)
-    except EvalInputError as err:
-        raise CliError(str(err)) from err
+        shard = parse_shard(args.shard) if args.shard is not None else shard_from_env()
+        settings = RunSettings(
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            num_beams=args.num_beams,
+            seed=args.seed,
+            query_len=args.query_len,
+            kind=args.kind,
+            lang=args.lang,
+            circular=args.circular,
+            limit=args.limit,
+            dtype=args.dtype,
+            device=args.device,
+            shard=shard,
+        )
+        if args.images is not None and not Path(args.images).is_dir():
+            raise EvalInputError(f"no image folder at {args.images}")
+        outcome = run_eval(args.model, args.questions, args.images, args.out, settings)
+    except (EvalInputError, ValueError) as err:
+        raise _cli_error(err) from err
+    index, count = settings.shard
+    done = f"answered {outcome.answered}, {outcome.skipped} already done"
+    if outcome.merged:
+        print(f"[fusion eval] shard {index}/{count}: {done}; all answers in {outcome.out}", file=sys.stderr)
+    else:
+        waiting = ", ".join(map(str, outcome.waiting_for))
+        print(f"[fusion eval] shard {index}/{count}: {done}; waiting for shard(s) {waiting} to merge", file=sys.stderr)
     return 0
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    from ..cli import CliError
+def _run_record(answers: Path | None) -> dict[str, Any] | None:
+    from .files import read_json
+    from .runner import record_path
 
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise CliError(f"cannot read {path}: {err}") from err
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise CliError(f"{path}:{n}: not valid JSON ({err.msg})") from err
-    return rows
-
-
-def _options(t: dict) -> dict[str, str]:
-    opts = t["options"]
-    return opts if isinstance(opts, dict) else dict(zip("ABCDEFGHIJ", opts, strict=False))
-
-
-def score_answers(bench: str, answers: list[dict], annotations: list[dict]) -> dict[str, Any]:
-    """Joins answers and annotations on question_id and applies the benchmark's rule."""
-    from . import benchmarks, scoring
-
-    truth = {a["question_id"]: a for a in annotations}
-    missing = [a["question_id"] for a in answers if a["question_id"] not in truth]
-    if missing:
-        raise ValueError(f"{len(missing)} answers have no annotation (first: {missing[0]!r})")
-    pairs = [(a, truth[a["question_id"]]) for a in answers]
-    if bench in ("vqa", "textvqa", "vizwiz"):
-        accs = [scoring.vqa_accuracy(a["text"], t["answers"]) for a, t in pairs]
-        return {"accuracy": 100 * sum(accs) / len(accs), "n": len(accs)}
-    if bench == "pope":
-        by_split: dict[str, list] = defaultdict(list)
-        for a, t in pairs:
-            by_split[t.get("category", "all")].append((a["text"], t["answer"]))
-        return {split: scoring.pope_metrics([p for p, _ in v], [y for _, y in v]) for split, v in by_split.items()}
-    if bench == "mme":
-        return scoring.mme_scores(
-            {"category": t["category"], "image": t["image"], "prediction": a["text"], "answer": t["answer"]}
-            for a, t in pairs
-        )
-    if bench in ("mc", "mmbench", "seed", "scienceqa", "ai2d", "mmstar", "realworldqa"):
-        groups: dict[str, list[bool]] = defaultdict(list)
-        per_cat: dict[str, list[bool]] = defaultdict(list)
-        for a, t in pairs:
-            options = (
-                t["options"] if isinstance(t["options"], dict) else dict(zip("ABCDEFGHIJ", t["options"], strict=False))
-            )
-            ok = scoring.extract_choice(a["text"], options) == t["answer"]
-            groups[str(t.get("group", a["question_id"]))].append(ok)
-            per_cat[t.get("category", "all")].append(ok)
-        out = {
-            "accuracy": 100 * sum(sum(v) for v in groups.values()) / sum(len(v) for v in groups.values()),
-            "per_category": {k: 100 * sum(v) / len(v) for k, v in sorted(per_cat.items())},
-        }
-        if any(len(v) > 1 for v in groups.values()):
-            out["circular_accuracy"] = 100 * scoring.circular_accuracy(groups)
-        return out
-    if bench == "mmvp":
-        order = sorted(pairs, key=lambda p: p[1].get("index", p[0]["question_id"]))
-        correct = [scoring.extract_choice(a["text"], _options(t)) == t["answer"] for a, t in order]
-        return {"pair_accuracy": benchmarks.mmvp_pair_accuracy(correct)}
-    if bench == "cvbench":
-        return benchmarks.cvbench_scores(
-            (t["source"], scoring.extract_choice(a["text"], _options(t)) == t["answer"]) for a, t in pairs
-        )
-    if bench == "ocrbench":
-        return benchmarks.ocrbench_score(
-            {"prediction": a["text"], "answers": t["answers"], "type": t.get("type")} for a, t in pairs
-        )
-    if bench == "docvqa":
-        values = [scoring.anls(a["text"], t["answers"]) for a, t in pairs]
-        return {"anls": 100 * sum(values) / len(values)}
-    if bench == "chartqa":
-        values = [scoring.relaxed_accuracy(a["text"], t["answer"]) for a, t in pairs]
-        return {"relaxed_accuracy": 100 * sum(values) / len(values)}
-    raise ValueError(f"unknown benchmark {bench!r}")
+    if answers is None or not record_path(answers).is_file():
+        return None
+    record = read_json(record_path(answers))
+    keys = ("model", "model_id", "config_sha256", "query_len", "dtype", "decoding", "prompt", "completed")
+    return {k: record.get(k) for k in keys}
 
 
 def _score(args: argparse.Namespace) -> int:
-    from ..cli import CliError
+    from .benchmarks import BENCHMARKS
+    from .files import EvalInputError, write_json
 
+    bench = BENCHMARKS[args.bench]
     try:
-        result = score_answers(args.bench, _read_jsonl(args.answers), _read_jsonl(args.annotations))
-    except (KeyError, ValueError) as err:
-        raise CliError(f"cannot score {args.bench}: {err}") from err
-    print(json.dumps(result, indent=2))
+        for name in (
+            "answers",
+            "annotations",
+            "annotation_dir",
+            "mme_root",
+            "results_dir",
+            "questions",
+            "answer_dict",
+            "predictions",
+            "splits",
+        ):
+            paths = getattr(args, name, None)
+            for p in paths if isinstance(paths, list) else [paths]:
+                if p is not None and not Path(p).exists():
+                    raise EvalInputError(f"--{name.replace('_', '-')}: {p} does not exist")
+        outcome = bench.score(args)
+        outcome["answers"] = None if args.answers is None else str(args.answers)
+        model = _run_record(args.answers)
+        if model is not None:
+            outcome["model"] = model
+        if args.out is not None:
+            write_json(args.out, outcome)
+    except EvalInputError as err:
+        raise _cli_error(err) from err
+    print(json.dumps(outcome, indent=2, ensure_ascii=False))
+    for note in outcome["notes"]:
+        print(f"[fusion eval] {note}", file=sys.stderr)
     return 0
 
 
-def _read_json(path: Path) -> Any:
-    from ..cli import CliError
+def _pairs(items: list[str] | None) -> dict[str, float]:
+    from .files import EvalInputError
 
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CliError(f"cannot read {path}: {err}") from err
-
-
-def _mmmu(args: argparse.Namespace) -> int:
-    from ..cli import CliError
-    from .benchmarks import mmmu_score
-
-    try:
-        print(json.dumps(mmmu_score(_read_json(args.predictions), _read_json(args.answers)), indent=2))
-    except (KeyError, TypeError, ZeroDivisionError) as err:
-        raise CliError(f"cannot score MMMU: malformed files ({err})") from err
-    return 0
+    out = {}
+    for item in items or []:
+        col, sep, value = item.partition("=")
+        try:
+            out[col.strip()] = float(value)
+        except ValueError:
+            raise EvalInputError(f"--set expects COLUMN=NUMBER, got {item!r}") from None
+        if not sep:
+            raise EvalInputError(f"--set expects COLUMN=NUMBER, got {item!r}")
+    return out
 
 
 def _table(args: argparse.Namespace) -> int:
-    from ..cli import CliError
-    from .benchmarks import PAPER_RESULTS, results_table
+    from .files import EvalInputError, write_atomic, write_json
+    from .tables import build_table, table_markdown
 
-    results = _read_json(args.results)
-    if args.compare and args.compare not in PAPER_RESULTS:
-        raise CliError(
-            f"no paper numbers for {args.compare!r} (known: {', '.join(k for k in PAPER_RESULTS if k[0] != '_')})"
-        )
-    print(results_table(results, args.compare), end="")
+    try:
+        table = build_table(args.results, _pairs(args.set), args.model)
+        markdown = table_markdown(table)
+        if args.md is not None:
+            write_atomic(args.md, markdown)
+        if args.json is not None:
+            write_json(args.json, table)
+    except EvalInputError as err:
+        raise _cli_error(err) from err
+    print(markdown, end="")
     return 0
 
 
-def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    ev = subparsers.add_parser("eval", help="benchmark runs and scores")
-    sub = ev.add_subparsers(dest="eval_command", required=True)
-    run = sub.add_parser("run", help="answer a LLaVA-format question file (resumable, sharded)")
-    run.add_argument("--model", required=True)
-    run.add_argument("--questions", required=True, type=Path)
-    run.add_argument("--images", default=None)
-    run.add_argument("--out", required=True, type=Path)
+def _compare(args: argparse.Namespace) -> int:
+    from .files import EvalInputError, write_atomic, write_json
+    from .tables import build_table, compare, compare_markdown
+
+    try:
+        comparison = compare(build_table(args.results, _pairs(args.set), args.model), args.paper, args.model)
+        markdown = compare_markdown(comparison)
+        if args.md is not None:
+            write_atomic(args.md, markdown)
+        if args.json is not None:
+            write_json(args.json, comparison)
+    except EvalInputError as err:
+        raise _cli_error(err) from err
+    print(markdown, end="")
+    if args.max_diff is not None:
+        off = [r for r in comparison["rows"] if r["diff"] is not None and abs(r["diff"]) > args.max_diff]
+        if off:
+            names = ", ".join(f"{r['benchmark']} ({r['diff']:+.1f})" for r in off)
+            print(f"[fusion eval] off by more than {args.max_diff}: {names}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from .prompts import KINDS
+
+    run = sub.add_parser(
+        "run",
+        help="answer a question file (greedy, batched, resumable, sharded)",
+        description="Answers a LLaVA-format question JSONL (or an MMBench TSV). Sharded with --shard i/n or "
+        "under torchrun / accelerate launch; the last shard merges. Re-running skips answered questions.",
+    )
+    run.add_argument("--model", required=True, help="FUSION checkpoint folder")
+    run.add_argument("--questions", required=True, type=Path, help="question JSONL / JSON / MMBench TSV")
+    run.add_argument("--images", default=None, type=Path, help="folder the questions' image paths are relative to")
+    run.add_argument("--out", required=True, type=Path, help="answers JSONL (run record: <out>.run.json)")
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--max-new-tokens", type=int, default=128)
-    run.add_argument("--temperature", type=float, default=0.0)
-    run.add_argument("--query-len", type=int, default=None)
-    run.add_argument("--shard", default=None, help="i/n (default: torchrun's RANK/WORLD_SIZE)")
-    run.set_defaults(func=_run)
-    score = sub.add_parser("score", help="score answers against annotations (JSONL joined on question_id)")
-    score.add_argument(
-        "bench",
-        choices=[
-            "vqa",
-            "textvqa",
-            "vizwiz",
-            "pope",
-            "mme",
-            "mc",
-            "mmbench",
-            "seed",
-            "scienceqa",
-            "ai2d",
-            "mmstar",
-            "realworldqa",
-            "cvbench",
-            "docvqa",
-            "chartqa",
-        ],
+    run.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    run.add_argument("--top-p", type=float, default=None)
+    run.add_argument("--num-beams", type=int, default=1)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--query-len", type=int, default=None, help="latent tokens per question (default: the config's)")
+    run.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="auto",
+        help="prompt for questions without a 'kind': short (single word or phrase), mc (options + letter), "
+        "vizwiz, open (as is); auto = mc when a question has options",
     )
-    score.add_argument("--answers", required=True, type=Path)
-    score.add_argument("--annotations", required=True, type=Path)
-    score.set_defaults(func=_score)
-    mmmu = sub.add_parser("mmmu", help="score MMMU from the official {id: prediction} and answer-dict files")
-    mmmu.add_argument("--predictions", required=True, type=Path)
-    mmmu.add_argument("--answers", required=True, type=Path)
-    mmmu.set_defaults(func=_mmmu)
-    table = sub.add_parser("table", help="Markdown + JSON table of results, optionally against the paper")
-    table.add_argument("results", type=Path, help="JSON {benchmark: score}")
-    table.add_argument("--compare", default=None, help="a released checkpoint, e.g. fusion-x-3b")
-    table.set_defaults(func=_table)
+    run.add_argument("--lang", choices=("en", "cn"), default="en", help="cn: MMBench-CN's multiple-choice instruction")
+    run.add_argument(
+        "--circular", action="store_true", help="ask every option rotation (MMBench's circular evaluation)"
+    )
+    run.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    run.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    run.add_argument("--device", default=None, help="default: cuda:<LOCAL_RANK> when available, else cpu")
+    run.add_argument("--shard", default=None, help="i/n (default: RANK/WORLD_SIZE from torchrun, else 0/1)")
+    run.set_defaults(func=_run)
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    from .benchmarks import BENCHMARKS
+
+    score = sub.add_parser("score", help="score answers with a benchmark's official rules")
+    benches = score.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    for bench in BENCHMARKS.values():
+        p = benches.add_parser(bench.name, help=bench.help, description=bench.help)
+        p.add_argument(
+            "--answers",
+            type=Path,
+            required=bench.needs_answers,
+            default=None,
+            help="answers JSONL (from `fusion eval run` or LLaVA's scripts)",
+        )
+        bench.arguments(p)
+        p.add_argument("--allow-missing", action="store_true", help="score the answered questions of a partial run")
+        p.add_argument("--out", type=Path, default=None, help="save the result JSON (input of `fusion eval table`)")
+        p.set_defaults(func=_score)
+
+
+def _add_tables(sub: argparse._SubParsersAction) -> None:
+    for name, help in (
+        ("table", "results across benchmarks (Markdown, JSON)"),
+        ("compare", "our results against the paper's numbers for a released checkpoint"),
+    ):
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "results", nargs="+", type=Path, help="result JSON files of `score --out`, folders of them, or a table JSON"
+        )
+        p.add_argument("--set", action="append", metavar="COLUMN=VALUE", help="add a cell by hand (e.g. MM-Vet=58.1)")
+        p.add_argument("--model", default=None, help="row name (or the row to compare)")
+        p.add_argument("--md", type=Path, default=None, help="also write the Markdown here")
+        p.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+        if name == "compare":
+            p.add_argument("--paper", required=True, help="released checkpoint, e.g. fusion-x-3b or FUSION-X-Phi3.5-3B")
+            p.add_argument("--max-diff", type=float, default=None, help="exit 1 when a benchmark differs by more")
+            p.set_defaults(func=_compare)
+        else:
+            p.set_defaults(func=_table)
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    ev = subparsers.add_parser("eval", help="benchmarks: run, score, table, compare")
+    sub = ev.add_subparsers(dest="eval_command", required=True)
+    _add_run(sub)
+    _add_score(sub)
+    _add_tables(sub)
