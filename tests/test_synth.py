@@ -143,11 +143,20 @@ def test_procedural_qa_matches_the_scene_spec(tmp_path):
                 assert answer == scene.text
             elif question == "What color is the leftmost shape?":
                 assert answer == scene.objects[0].color.capitalize()
+            elif question == "What color is the rightmost shape?":
+                assert answer == scene.objects[-1].color.capitalize()
             elif question.startswith("What color is the "):
                 shape = question.removeprefix("What color is the ").rstrip("?")
                 assert answer == next(o.color for o in scene.objects if o.shape == shape).capitalize()
             elif " to the left or to the right of " in question:
-                assert scene.objects[0].x < scene.objects[1].x and answer == "Left"
+                first = question.removeprefix("Is the ").split(" to the left")[0]
+                by_name = {f"{o.color} {o.shape}": o for o in scene.objects}
+                other = next(n for n in by_name if n != first)
+                assert answer == ("Left" if by_name[first].x < by_name[other].x else "Right")
+            elif question.startswith("Is there a "):
+                color, shape = question.removeprefix("Is there a ").removesuffix(" in the image?").split()
+                present = any((o.color, o.shape) == (color, shape) for o in scene.objects)
+                assert answer == ("Yes" if present else "No")
 
 
 def test_exact_qa_is_true_for_many_random_scenes():

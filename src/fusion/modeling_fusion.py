@@ -54,7 +54,7 @@ class VisionOutputs:
     latents: torch.Tensor  # [B, q, D]
     context: torch.Tensor  # [B, q, w*w, D]
     text_embeds: torch.Tensor  # [B, T, D] embed_tokens(instructs)
-    instruct_features: torch.Tensor  # [B, T, D]
+    instruct_features: torch.Tensor | None  # [B, T, D]; None without text guidance
     text_valid: torch.Tensor  # [B, T] bool
     patch_embeds: torch.Tensor  # [B', N, D_v] tower embedding output of item 4 (rows of the vision loss)
     loss_image_tokens: torch.Tensor | None = None  # [B', N, D] image tokens of those rows (default: image_tokens)
@@ -137,9 +137,12 @@ class FusionModelMixin:
         if batch_invariant:  # right-padded with 0; a sample's own length is at least 1 (e.g. "[0]")
             positions = torch.arange(1, instruct_ids.shape[1] + 1, device=instruct_ids.device)
             lengths = (positions * text_valid).amax(dim=1).clamp(min=1)
-        feats, h0 = tower(pixel_values[:, 4], self.aux_projector(text_embeds), text_valid, lengths)
-        projected = self.mm_projector(feats)
         n = tower.num_patches
+        if self.config.text_guided_vision:
+            feats, h0 = tower(pixel_values[:, 4], self.aux_projector(text_embeds), text_valid, lengths)
+        else:  # ablation: the image alone, as in a plain LLaVA-style encoder
+            feats, h0 = tower(pixel_values[:, 4])
+        projected = self.mm_projector(feats)
         tiles = pixel_values[:, :4].flatten(0, 1)
         tile_feats, _ = tower(tiles)
         grid = self.mm_projector(tile_feats)  # [4B, N, D]
@@ -157,7 +160,7 @@ class FusionModelMixin:
             latents=latents,
             context=ctx,
             text_embeds=text_embeds,
-            instruct_features=projected[:, n:],
+            instruct_features=projected[:, n:] if self.config.text_guided_vision else None,
             text_valid=text_valid,
             patch_embeds=h0[:, :n],
         )
@@ -394,7 +397,8 @@ class FusionForCausalLM:
         if labels is not None:
             ce = causal_lm_loss(outputs.logits, labels)
             if vision is not None:
-                lt = text_mapping_loss(vision.text_embeds, vision.instruct_features, vision.text_valid)
+                if vision.instruct_features is not None:
+                    lt = text_mapping_loss(vision.text_embeds, vision.instruct_features, vision.text_valid)
                 image_tokens = vision.loss_image_tokens if vision.loss_image_tokens is not None else vision.image_tokens
                 lv = (
                     vision_mapping_loss(vision.patch_embeds, self.model.aux_projector(image_tokens))

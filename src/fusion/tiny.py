@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .configuration_fusion import CONFIG_CLASSES
+from .chat_templates import get_template
+from .configuration_fusion import CONFIG_CLASSES, TEMPLATE_BY_MODEL_TYPE
 from .constants import VISION_END, VISION_START
 from .image_processing_fusion import FusionImageProcessor
 from .modeling_fusion import FusionForCausalLM
@@ -39,8 +43,9 @@ You are a helpful assistant that answers questions about images accurately and b
 """
 
 
-def build_tokenizer(family: str, vocab_size: int = 384) -> PreTrainedTokenizerFast:
-    """A small byte-level BPE tokenizer with the family's special tokens and the vision markers."""
+def build_tokenizer(family: str, vocab_size: int = 384, corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
+    """A small byte-level BPE tokenizer with the family's special tokens and the vision markers,
+    trained on ``corpus`` (default: a few built-in sentences)."""
     bos, eos, pad, others = _FAMILY_TOKENS[family]
     specials = [t for t in [bos, *others, eos, pad] if t is not None] + [VISION_START, VISION_END]
     tok = Tokenizer(models.BPE())
@@ -52,7 +57,7 @@ def build_tokenizer(family: str, vocab_size: int = 384) -> PreTrainedTokenizerFa
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tok.train_from_iterator(list(corpus) if corpus is not None else [_CORPUS] * 4, trainer=trainer)
     if bos is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
@@ -136,5 +141,108 @@ def save_tiny(out_dir: str | os.PathLike, family: str = "llama", seed: int = 0) 
     return out
 
 
-if __name__ == "__main__":  # regenerate the embedded checkpoint
-    print(save_tiny(EMBEDDED_CHECKPOINT))
+def trained_tiny_config(vocab_size: int, **overrides):
+    """The architecture of the shipped trained model: a 64 px SigLIP-style tower (5 layers, width 96)
+    and a 4-layer Llama-style decoder of width 128, 2 interaction layers, q in {4, 16}."""
+    vision = dict(
+        hidden_size=96,
+        intermediate_size=256,
+        num_hidden_layers=5,
+        num_attention_heads=4,
+        patch_size=8,
+        image_size=64,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+    )
+    kwargs = dict(
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tokenizer_model_max_length=1024,
+        mm_hidden_size=96,
+        query_len="4,16",
+        inference_query_len=16,
+        window_size=2,
+        num_of_vision_sampler_layers=2,
+        start_of_vision_sampler_layers=0,
+        stride_of_vision_sampler_layers=2,
+        vision_sampler_num_heads=4,
+        vision_config=vision,
+        initializer_range=0.02,
+    )
+    kwargs.update(overrides)
+    return tiny_config("llama", vocab_size=vocab_size, **kwargs)
+
+
+def corpus_texts(files: Iterable[str | os.PathLike]) -> list[str]:
+    """Every turn of LLaVA-format data files (the tokenizer's training text)."""
+    texts = []
+    for f in files:
+        for record in json.loads(Path(f).read_text(encoding="utf-8")):
+            texts += [t["value"].replace("<image>", "") for t in record["conversations"]]
+    return texts
+
+
+def init_from_corpus(
+    corpus_files: Iterable[str | os.PathLike], out: str | os.PathLike, vocab_size: int = 512, seed: int = 0, **overrides
+) -> Path:
+    """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
+    the starting point of the tiny recipe's stage 1."""
+    system = get_template(TEMPLATE_BY_MODEL_TYPE["fusion_llama"]).default_system
+    # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
+    tokenizer = build_tokenizer("llama", vocab_size, [system] * 100 + corpus_texts(corpus_files))
+    config = trained_tiny_config(len(tokenizer), **overrides)
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    model = FusionForCausalLM(config)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    processor = FusionProcessor(
+        FusionImageProcessor(image_size=config.vision_config["image_size"]), tokenizer, config.chat_template_name
+    )
+    out = Path(out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m fusion.tiny",
+        description="Tiny FUSION models. Without arguments: regenerate the random-weight test checkpoint.",
+    )
+    parser.add_argument("--corpus", nargs="+", help="LLaVA-format data files the tokenizer is trained on")
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
+    args = parser.parse_args(argv)
+    if not args.corpus:
+        print(save_tiny(args.out or EMBEDDED_CHECKPOINT))
+        return
+    if not args.out:
+        parser.error("--out is required with --corpus")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = _parse_value(value)
+    print(init_from_corpus(args.corpus, args.out, args.vocab_size, args.seed, **overrides))
+
+
+if __name__ == "__main__":
+    main()

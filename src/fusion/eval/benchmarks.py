@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import documents, judges, mmmu, multiple_choice, vqa, yesno
+from . import documents, judges, mmmu, multiple_choice, synthetic, vqa, yesno
 from .choice import MATCHERS
 from .files import EvalInputError, read_answers
 
@@ -268,6 +268,13 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("RWQA",),
             _ann("JSONL {question_id, answer}"),
             _simple(multiple_choice.score_realworldqa, matcher=False),
+        ),
+        Benchmark(
+            "synth",
+            "held-out synthetic set (exact match per category and instruction type)",
+            ("Synth",),
+            _ann("questions.jsonl written by `fusion synth` (with answers)"),
+            _simple(synthetic.score_synth, matcher=False),
         ),
         Benchmark(
             "cvbench",

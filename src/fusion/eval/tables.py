@@ -16,7 +16,7 @@ from typing import Any
 
 from .files import EvalInputError, read_json
 
-EXTRA_COLUMNS = ("MMVP_question", "VQA")  # ours, not in the paper's table
+EXTRA_COLUMNS = ("MMVP_question", "VQA", "Synth")  # ours, not in the paper's table
 
 
 @cache

@@ -14,7 +14,9 @@ class FilterConfig:
     min_answer_chars: int = 1
     max_answer_chars: int = 2000
     max_question_chars: int = 1000
-    near_duplicate_jaccard: float = 0.9  # on word 3-grams of the whole conversation
+    # On word 3-grams of the whole conversation; None keeps exact deduplication only (the near-duplicate
+    # check compares every pair, too slow for procedural sets of many thousand records).
+    near_duplicate_jaccard: float | None = 0.9
     min_consistency: float | None = None  # with a judge: drop records scoring below
 
 
@@ -47,7 +49,7 @@ def rule_problem(record: dict[str, Any], config: FilterConfig) -> str | None:
 class Deduplicator:
     """Drops exact and near duplicates (Jaccard of word 3-grams), keeping the first seen."""
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float | None):
         self.threshold = threshold
         self.exact: set[str] = set()
         self.kept: list[set[tuple[str, ...]]] = []
@@ -59,10 +61,13 @@ class Deduplicator:
         key = re.sub(r"\s+", " ", text.strip().lower())
         if key in self.exact:
             return "duplicate"
+        self.exact.add(key)
+        if self.threshold is None:
+            return None
         sh = _shingles(text)
         for other in self.kept:
             if len(sh & other) / max(1, len(sh | other)) >= self.threshold:
+                self.exact.discard(key)
                 return "near-duplicate"
-        self.exact.add(key)
         self.kept.append(sh)
         return None

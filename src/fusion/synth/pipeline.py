@@ -30,14 +30,15 @@ from .llm import LLMError, OpenAIBackend
 from .prompts import (
     CATEGORIES,
     INSTRUCTION_TYPES,
+    PROCEDURAL_INSTRUCTION_TYPES,
     SYSTEM,
     contrast_prompt,
     description_prompt,
     judge_prompt,
     qa_prompt,
 )
-from .qa import SHORT_SUFFIX, QAFormatError, to_conversation
-from .scene import Scene, describe, exact_qa, random_scene, render
+from .qa import LETTERS, MC_SUFFIX, SHORT_SUFFIX, QAFormatError, to_conversation
+from .scene import Scene, choice_options, describe, exact_qa, random_scene, render
 from .store import JsonlStore, content_id, in_shard
 
 
@@ -53,6 +54,7 @@ class PipelineConfig:
     instruction_types: list[str] = field(default_factory=lambda: ["short_conversation"])
     seed: int = 0
     num_scenes: int = 100  # procedural
+    canvas: list[int] = field(default_factory=lambda: [256, 192])  # procedural image size [width, height]
     captions: list[Path] = field(default_factory=list)
     llm: dict[str, Any] = field(default_factory=dict)  # OpenAIBackend fields
     diffusers: dict[str, Any] = field(default_factory=dict)
@@ -82,9 +84,21 @@ def load_pipeline(path: str | os.PathLike, output_dir: str | None = None) -> Pip
     for c in config.categories:
         if c not in CATEGORIES:
             raise SynthConfigError(f"unknown category {c!r} (known: {', '.join(CATEGORIES)})")
+    known_types = PROCEDURAL_INSTRUCTION_TYPES if config.image_backend == "procedural" else INSTRUCTION_TYPES
     for t in config.instruction_types:
-        if t not in INSTRUCTION_TYPES:
-            raise SynthConfigError(f"unknown instruction type {t!r} (known: {', '.join(INSTRUCTION_TYPES)})")
+        if t not in known_types:
+            raise SynthConfigError(
+                f"unknown instruction type {t!r} for the {config.image_backend} backend "
+                f"(known: {', '.join(known_types)})"
+            )
+    if not config.instruction_types:
+        raise SynthConfigError("instruction_types is empty")
+    if (
+        len(config.canvas) != 2
+        or not all(isinstance(v, int) for v in config.canvas)
+        or not (64 <= config.canvas[0] <= 4096 and 64 <= config.canvas[1] <= 4096)
+    ):
+        raise SynthConfigError(f"canvas must be [width, height] with each in 64..4096, got {config.canvas!r}")
     if config.image_backend not in ("procedural", "diffusers", "http"):
         raise SynthConfigError(f"image_backend must be procedural, diffusers or http, got {config.image_backend!r}")
     if config.image_backend != "procedural" and not config.captions:
@@ -123,6 +137,29 @@ def load_captions(paths: list[Path]) -> list[str]:
                 if gpt:
                     captions.append(gpt[0])
     return [c.strip() for c in captions if c.strip()]
+
+
+def procedural_conversation(scene: Scene, category: str, kind: str, rng: random.Random) -> list[dict[str, str]]:
+    """Exact turns for a procedural scene. ``caption``: the scene caption; ``short_conversation``: every
+    exact question (shuffled, multi-turn) with the short-answer suffix; ``multiple_choice``: the same
+    questions with four options where the answer has distractors of its kind, short answers otherwise."""
+    if kind == "caption":
+        return [
+            {"from": "human", "value": "Describe the image briefly."},
+            {"from": "gpt", "value": describe(scene)},
+        ]
+    pairs = exact_qa(scene, category, rng)
+    rng.shuffle(pairs)
+    turns: list[dict[str, str]] = []
+    for q, a in pairs:
+        options = choice_options(a, rng) if kind == "multiple_choice" else None
+        if options is None:
+            turns += [{"from": "human", "value": f"{q}\n{SHORT_SUFFIX}"}, {"from": "gpt", "value": a}]
+        else:
+            listed = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+            letter = LETTERS[options.index(a)]
+            turns += [{"from": "human", "value": f"{q}\n{listed}\n{MC_SUFFIX}"}, {"from": "gpt", "value": letter}]
+    return turns
 
 
 def _pick(options: list[str], record_id: str, salt: int) -> str:
@@ -172,8 +209,8 @@ class Pipeline:
             for n in range(cfg.num_scenes):
                 rng = random.Random(f"{cfg.seed}:{n}")
                 category = cfg.categories[n % len(cfg.categories)]
-                scene = random_scene(rng, category)
-                rid = content_id("scene", cfg.seed, n, category)
+                scene = random_scene(rng, category, *cfg.canvas)
+                rid = content_id("scene", cfg.seed, n, category, *cfg.canvas)
                 if in_shard(rid, self.shard) and rid not in store:
                     store.append(
                         {
@@ -182,6 +219,7 @@ class Pipeline:
                             "caption": describe(scene),
                             "scene": scene.to_dict(),
                             "index": n,
+                            "instruction_type": _pick(cfg.instruction_types, rid, 1),
                         }
                     )
             return
@@ -271,15 +309,14 @@ class Pipeline:
     async def stage_qa(self) -> None:
         if self.config.image_backend == "procedural":
             for r in self.pending("qa", "images"):
-                rng = random.Random(r["id"])
-                pairs = exact_qa(Scene.from_dict(r["scene"]), r["category"], rng)
-                if not pairs:
+                kind = r.get("instruction_type", "short_conversation")
+                turns = procedural_conversation(
+                    Scene.from_dict(r["scene"]), r["category"], kind, random.Random(r["id"])
+                )
+                if not turns:
                     self.reject("qa", r, "no exact question for this scene")
                     continue
-                turns = []
-                for q, a in pairs:
-                    turns += [{"from": "human", "value": f"{q}\n{SHORT_SUFFIX}"}, {"from": "gpt", "value": a}]
-                self.stores["qa"].append({**r, "instruction_type": "short_conversation", "conversations": turns})
+                self.stores["qa"].append({**r, "instruction_type": kind, "conversations": turns})
             return
 
         async def work(llm, r):
@@ -383,6 +420,8 @@ def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict
         )
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "data.json", json.dumps(data, indent=1, ensure_ascii=False))
+    questions = "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in eval_questions(data))
+    _atomic_write(out / "questions.jsonl", questions)
     rows = sorted(rejects.values(), key=lambda r: r["id"])
     _atomic_write(out / "rejects_all.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     stats = {
@@ -393,6 +432,31 @@ def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict
     }
     _atomic_write(out / "stats.json", json.dumps(stats, indent=2))
     return stats
+
+
+def eval_questions(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first turn of every record as a ``fusion eval run`` question (with its ``answer``), so a
+    held-out synthetic set is a benchmark: ``fusion eval score synth --annotations questions.jsonl``."""
+    rows = []
+    for r in data:
+        question = r["conversations"][0]["value"].removeprefix("<image>\n")
+        row = {
+            "question_id": r["id"],
+            "image": r["image"],
+            "text": question,
+            "answer": r["conversations"][1]["value"],
+            "category": r["category"],
+            "instruction_type": r.get("instruction_type"),
+        }
+        listed = dict(re.findall(r"^([A-D])\. (.*)$", question, re.MULTILINE))
+        if MC_SUFFIX in question and listed:
+            row.update(kind="mc", options=listed)
+        elif SHORT_SUFFIX in question:
+            row["kind"] = "short"
+        else:
+            row["kind"] = "open"
+        rows.append(row)
+    return rows
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -11,7 +11,9 @@ INSTRUCTION_TYPES = (
     "contrast_long",
     "reasoning",
     "text",
+    "caption",  # procedural only: "Describe the image briefly." answered with the exact scene caption
 )
+PROCEDURAL_INSTRUCTION_TYPES = ("caption", "short_conversation", "multiple_choice")
 
 SYSTEM = "You write precise, factual data for training vision-language models."
 

@@ -49,24 +49,32 @@ class Scene:
 
 
 def random_scene(rng: random.Random, category: str, width: int = 256, height: int = 192) -> Scene:
-    """A scene whose content fits the category; objects never overlap so every fact is visible."""
+    """A scene whose content fits the category; objects never overlap so every fact is visible.
+
+    Sizes scale with the canvas width (256 px is the reference), so small canvases for small
+    models keep the same layout: one object per column, a word in the lower band.
+    """
+    scale = width / 256
     count = rng.randint(1, 4) if category in ("SynthCount", "SynthScene") else rng.randint(1, 3)
     if category == "SynthSpatial":
         count = 2
     cell_w = width // 4
     slots = rng.sample(range(4), count)  # one column per object: left-to-right order is unambiguous
-    objects = []
+    objects: list[SceneObject] = []
     shape = rng.choice(SHAPES)
     for slot in sorted(slots):
-        objects.append(
-            SceneObject(
+        while True:
+            obj = SceneObject(
                 shape=shape if category == "SynthCount" else rng.choice(SHAPES),
                 color=rng.choice(sorted(COLORS)),
                 x=slot * cell_w + cell_w // 2,
-                y=height // 3 + rng.randint(-10, 10),
-                size=rng.randint(22, 30),
+                y=height // 3 + round(rng.randint(-10, 10) * scale),
+                size=round(rng.randint(22, 30) * scale),
             )
-        )
+            # Spatial questions name objects by color and shape: the two must differ.
+            if category != "SynthSpatial" or all((o.shape, o.color) != (obj.shape, obj.color) for o in objects):
+                break
+        objects.append(obj)
     text = rng.choice(WORDS) if category in ("SynthText", "SynthScene") else None
     return Scene(width, height, "white", objects, text, "black")
 
@@ -84,7 +92,7 @@ def render(scene: Scene) -> Image.Image:
         else:
             draw.polygon([(o.x, o.y - o.size), (o.x - o.size, o.y + o.size), (o.x + o.size, o.y + o.size)], fill=fill)
     if scene.text:
-        font = ImageFont.load_default(size=36)
+        font = ImageFont.load_default(size=max(8, round(36 * scene.height / 192)))
         draw.text(
             (scene.width // 2, scene.height * 3 // 4), scene.text, fill=COLORS[scene.text_color], font=font, anchor="mm"
         )
@@ -98,8 +106,13 @@ def describe(scene: Scene) -> str:
     return f"A {scene.background} background with {', '.join(parts)} from left to right{text}."
 
 
+def _name(o: SceneObject) -> str:
+    return f"{o.color} {o.shape}"
+
+
 def exact_qa(scene: Scene, category: str, rng: random.Random) -> list[tuple[str, str]]:
-    """Question/answer pairs that are true of the scene by construction."""
+    """Question/answer pairs that are true of the scene by construction (yes/no and left/right
+    answers are balanced, so no answer can be guessed from the question alone)."""
     objs = scene.objects
     qa: list[tuple[str, str]] = []
     if category == "SynthColor":
@@ -108,22 +121,50 @@ def exact_qa(scene: Scene, category: str, rng: random.Random) -> list[tuple[str,
             o = rng.choice(unique)
             qa.append((f"What color is the {o.shape}?", o.color.capitalize()))
         qa.append(("What color is the leftmost shape?", objs[0].color.capitalize()))
+        if len(objs) > 1:
+            qa.append(("What color is the rightmost shape?", objs[-1].color.capitalize()))
     if category == "SynthCount":
         qa.append((f"How many {objs[0].shape}s are there?", NUMBER_WORDS[len(objs)].capitalize()))
     if category == "SynthSpatial":
-        a, b = objs  # sorted left to right
-        qa.append((f"Is the {a.color} {a.shape} to the left or to the right of the {b.color} {b.shape}?", "Left"))
-        qa.append(
-            (
-                f"Which object is on the right, the {a.color} {a.shape} or the {b.color} {b.shape}?",
-                f"The {b.color} {b.shape}",
-            )
-        )
+        left, right = objs  # sorted left to right
+        a, b = (left, right) if rng.random() < 0.5 else (right, left)
+        answer = "Left" if a is left else "Right"
+        qa.append((f"Is the {_name(a)} to the left or to the right of the {_name(b)}?", answer))
+        side = rng.choice(("left", "right"))
+        target = left if side == "left" else right
+        qa.append((f"Which object is on the {side}, the {_name(a)} or the {_name(b)}?", f"The {_name(target)}"))
+        qa.append((f"What shape is on the {side}?", target.shape.capitalize()))
     if category == "SynthText" and scene.text:
         qa.append(("What word is written in the image?", scene.text))
     if category == "SynthScene":
         qa.append(("How many shapes are in the image?", NUMBER_WORDS[len(objs)].capitalize()))
-        qa.append((f"Is there a {objs[0].color} {objs[0].shape} in the image?", "Yes"))
+        present = {(o.color, o.shape) for o in objs}
+        if rng.random() < 0.5:
+            color, shape = rng.choice(sorted(present))
+            qa.append((f"Is there a {color} {shape} in the image?", "Yes"))
+        else:
+            absent = [(c, s) for c in sorted(COLORS) for s in SHAPES if (c, s) not in present]
+            color, shape = rng.choice(absent)
+            qa.append((f"Is there a {color} {shape} in the image?", "No"))
         if scene.text:
             qa.append(("What word is written in the image?", scene.text))
     return qa
+
+
+# Answer pools for multiple-choice distractors (answers outside every pool stay short answers).
+_POOLS = (
+    tuple(c.capitalize() for c in COLORS),
+    tuple(w.capitalize() for w in NUMBER_WORDS.values()),
+    WORDS,
+)
+
+
+def choice_options(answer: str, rng: random.Random) -> list[str] | None:
+    """Four options (the answer and three distractors of the same kind, shuffled), or None when the
+    answer has no pool (yes/no, left/right, shapes, object names)."""
+    pool = next((p for p in _POOLS if answer in p), None)
+    if pool is None:
+        return None
+    options = [answer, *rng.sample([x for x in pool if x != answer], 3)]
+    rng.shuffle(options)
+    return options
