@@ -7,7 +7,7 @@ token. Module and weight names follow the reference (`vision_sampler_layers.k.la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,19 @@ class InteractionInputs:
     vision_positions: torch.Tensor
     query_positions: torch.Tensor
     context: torch.Tensor
+    # Flat indices of the used slots, computed once per forward and shared by every interaction layer
+    # (one host sync per call instead of one per layer).
+    batch: torch.Tensor = field(init=False)
+    window: torch.Tensor = field(init=False)
+    vis_pos: torch.Tensor = field(init=False)
+    qry_pos: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        batch, slot = (self.vision_positions >= 0).nonzero(as_tuple=True)
+        self.batch = batch
+        self.window = slot % self.context.shape[1]
+        self.vis_pos = self.vision_positions[batch, slot]
+        self.qry_pos = self.query_positions[batch, slot]
 
 
 class CrossAttention(nn.Module):
@@ -77,18 +90,14 @@ class InteractionLayer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, inputs: InteractionInputs) -> torch.Tensor:
         """Returns ``hidden`` with its latent-token positions refined."""
-        used = inputs.vision_positions >= 0
-        batch, slot = used.nonzero(as_tuple=True)
+        batch, vis_pos = inputs.batch, inputs.vis_pos
         if batch.numel() == 0:
             return hidden
-        q = inputs.context.shape[1]
-        vis_pos = inputs.vision_positions[batch, slot]
-        qry_pos = inputs.query_positions[batch, slot]
         image_tokens = hidden[batch, vis_pos]
-        queries = hidden[batch, qry_pos]
+        queries = hidden[batch, inputs.qry_pos]
         x = self.proj_in(torch.cat([queries, image_tokens], dim=-1))
         context = self.proj_context(inputs.context.to(hidden.dtype))
-        attn = self.cross_attn(x, context, slot % q, batch)
+        attn = self.cross_attn(x, context, inputs.window, batch)
         out = self.proj_out(self.norm(attn + x)) + image_tokens
         return hidden.index_put((batch, vis_pos), out)
 
