@@ -211,3 +211,18 @@ def test_vlm_judge_rejects_inconsistent_records(tmp_path):
     assert any(k.startswith("judged: QAFormatError") for k in stats["rejections"])
     judged = list(JsonlStore(tmp_path / "judged" / "judged.jsonl"))
     assert judged and all(r["consistency"] == 0.9 for r in judged)
+
+
+def test_procedural_duplicates_are_kept_only_when_asked(tmp_path):
+    """Scenes with the same caption are different images: `deduplicate: false` keeps every one."""
+    kept = {}
+    for name, filters in {"dedup": {}, "keep": {"deduplicate": False}}.items():
+        cfg = {"output_dir": name, "image_backend": "procedural", "num_scenes": 150, "seed": 5}
+        cfg |= {"instruction_types": ["caption"], "filters": {"near_duplicate_jaccard": None, **filters}}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        Pipeline(load_pipeline(tmp_path / f"{name}.yaml")).run()
+        kept[name] = _data(tmp_path / name)
+    captions = [r["conversations"][1]["value"] for r in kept["keep"]]
+    assert len(kept["keep"]) == 150 and len({r["image"] for r in kept["keep"]}) == 150
+    assert len(set(captions)) < 150  # the seed does repeat captions...
+    assert len(kept["dedup"]) == len(set(captions))  # ...and the default drops the repeats

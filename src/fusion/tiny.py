@@ -75,18 +75,23 @@ def build_tokenizer(family: str, vocab_size: int = 384, corpus: Iterable[str] | 
     return fast
 
 
-def tiny_config(family: str = "llama", vocab_size: int = 384, **overrides):
-    """Config of the real architecture at toy size: SigLIP-style tower at 64 px, 4-layer decoder."""
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
+def _tower(hidden_size: int, intermediate_size: int, image_size: int = 64, patch_size: int = 8) -> dict:
+    """A SigLIP-style tower (5 layers, 4 heads); 64 px in patches of 8 unless told."""
+    return dict(
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
         num_hidden_layers=5,
         num_attention_heads=4,
-        patch_size=8,
-        image_size=64,
+        patch_size=patch_size,
+        image_size=image_size,
         hidden_act="gelu_pytorch_tanh",
         layer_norm_eps=1e-6,
     )
+
+
+def tiny_config(family: str = "llama", vocab_size: int = 384, **overrides):
+    """Config of the real architecture at toy size: SigLIP-style tower at 64 px, 4-layer decoder."""
+    vision = _tower(hidden_size=32, intermediate_size=64)
     kwargs = dict(
         vocab_size=vocab_size,
         hidden_size=64,
@@ -119,18 +124,20 @@ def tiny_config(family: str = "llama", vocab_size: int = 384, **overrides):
 def build_tiny(family: str = "llama", seed: int = 0, **overrides) -> tuple[FusionForCausalLM, FusionProcessor]:
     """A random-weight tiny FUSION model and its processor."""
     tokenizer = build_tokenizer(family)
-    config = tiny_config(family, vocab_size=len(tokenizer), **overrides)
-    config.bos_token_id = tokenizer.bos_token_id
-    config.eos_token_id = tokenizer.eos_token_id
-    config.pad_token_id = tokenizer.pad_token_id
+    model, processor = _assemble(tokenizer, tiny_config(family, vocab_size=len(tokenizer), **overrides), seed)
+    return model.eval(), processor
+
+
+def _assemble(tokenizer: PreTrainedTokenizerFast, config, seed: int) -> tuple[FusionForCausalLM, FusionProcessor]:
+    """A seeded random-weight model of ``config`` with the tokenizer's special ids, and its processor."""
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(config, name, getattr(tokenizer, name))
     torch.manual_seed(seed)
-    model = FusionForCausalLM(config).eval()
+    model = FusionForCausalLM(config)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.generation_config, name, getattr(tokenizer, name))
     image_processor = FusionImageProcessor(image_size=config.vision_config["image_size"])
-    processor = FusionProcessor(image_processor, tokenizer, config.chat_template_name)
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, processor
+    return model, FusionProcessor(image_processor, tokenizer, config.chat_template_name)
 
 
 def save_tiny(out_dir: str | os.PathLike, family: str = "llama", seed: int = 0) -> Path:
@@ -142,18 +149,10 @@ def save_tiny(out_dir: str | os.PathLike, family: str = "llama", seed: int = 0) 
 
 
 def trained_tiny_config(vocab_size: int, **overrides):
-    """The architecture of the shipped trained model: a 64 px SigLIP-style tower (5 layers, width 96)
-    and a 4-layer Llama-style decoder of width 128, 2 interaction layers, q in {4, 16}."""
-    vision = dict(
-        hidden_size=96,
-        intermediate_size=256,
-        num_hidden_layers=5,
-        num_attention_heads=4,
-        patch_size=8,
-        image_size=64,
-        hidden_act="gelu_pytorch_tanh",
-        layer_norm_eps=1e-6,
-    )
+    """The architecture of the shipped trained model: a 128 px SigLIP-style tower in patches of 16
+    (an 8 x 8 grid; 5 layers, width 96) and a 4-layer Llama-style decoder of width 128, 2 interaction
+    layers, q in {4, 16}."""
+    vision = _tower(hidden_size=96, intermediate_size=256, image_size=128, patch_size=16)
     kwargs = dict(
         hidden_size=128,
         intermediate_size=384,
@@ -187,25 +186,18 @@ def corpus_texts(files: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def init_from_corpus(
-    corpus_files: Iterable[str | os.PathLike], out: str | os.PathLike, vocab_size: int = 512, seed: int = 0, **overrides
+    corpus_files: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    vocab_size: int = 1024,
+    seed: int = 0,
+    **overrides,
 ) -> Path:
     """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
     the starting point of the tiny recipe's stage 1."""
     system = get_template(TEMPLATE_BY_MODEL_TYPE["fusion_llama"]).default_system
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
     tokenizer = build_tokenizer("llama", vocab_size, [system] * 100 + corpus_texts(corpus_files))
-    config = trained_tiny_config(len(tokenizer), **overrides)
-    config.bos_token_id = tokenizer.bos_token_id
-    config.eos_token_id = tokenizer.eos_token_id
-    config.pad_token_id = tokenizer.pad_token_id
-    torch.manual_seed(seed)
-    model = FusionForCausalLM(config)
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    processor = FusionProcessor(
-        FusionImageProcessor(image_size=config.vision_config["image_size"]), tokenizer, config.chat_template_name
-    )
+    model, processor = _assemble(tokenizer, trained_tiny_config(len(tokenizer), **overrides), seed)
     out = Path(out)
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -226,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--corpus", nargs="+", help="LLaVA-format data files the tokenizer is trained on")
     parser.add_argument("--out", help="output folder")
-    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     args = parser.parse_args(argv)

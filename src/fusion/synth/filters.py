@@ -17,6 +17,9 @@ class FilterConfig:
     # On word 3-grams of the whole conversation; None keeps exact deduplication only (the near-duplicate
     # check compares every pair, too slow for procedural sets of many thousand records).
     near_duplicate_jaccard: float | None = 0.9
+    # False keeps records whose text repeats: procedural scenes with the same caption are still
+    # different images (positions, sizes), and all of them are useful training samples.
+    deduplicate: bool = True
     min_consistency: float | None = None  # with a judge: drop records scoring below
 
 

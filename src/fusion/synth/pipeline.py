@@ -397,7 +397,7 @@ def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict
     data = []
     for rid in sorted(candidates):
         r = candidates[rid]
-        problem = dedup.problem(r, context=r.get("description", ""))
+        problem = dedup.problem(r, context=r.get("description", "")) if filters.deduplicate else None
         if problem:
             rejects[content_id("dedup", rid)] = {
                 "id": content_id("dedup", rid),
