@@ -27,7 +27,7 @@ def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 def test_one_shot_chat_on_embedded_default_streams_an_answer():
     res = _run("chat", "--image", "examples/shapes.png", "--question", "What shapes?", "--max-new-tokens", "5")
     assert res.returncode == 0, res.stderr
-    assert "embedded tiny FUSION checkpoint" in res.stderr and "random weights" in res.stderr
+    assert "embedded tiny FUSION checkpoint" in res.stderr and "procedural shapes" in res.stderr
     assert res.stdout.strip(), "no answer was printed"
     assert "Traceback" not in res.stderr
 

@@ -31,7 +31,7 @@ def _load(model_dir: str | None, device: str, dtype: str):
     if model_dir is None:
         print(
             "[fusion] no --model given: using the embedded tiny FUSION checkpoint "
-            "(random weights, its answers are meaningless)",
+            "(trained on procedural shapes, colors and words only)",
             file=sys.stderr,
         )
         path = EMBEDDED_CHECKPOINT

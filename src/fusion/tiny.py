@@ -19,6 +19,7 @@ from .image_processing_fusion import FusionImageProcessor
 from .modeling_fusion import FusionForCausalLM
 from .processing_fusion import FusionProcessor
 
+# The default of `fusion chat`, `fusion serve` and the quick start: trained by recipes/tiny/train.sh.
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-fusion"
 
 # Special tokens of each family's chat format: (bos, eos, pad, others).
@@ -214,7 +215,8 @@ def _parse_value(text: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fusion.tiny",
-        description="Tiny FUSION models. Without arguments: regenerate the random-weight test checkpoint.",
+        description="Tiny FUSION models: with --corpus, the fresh model the tiny recipe trains; without, a "
+        "random-weight test model.",
     )
     parser.add_argument("--corpus", nargs="+", help="LLaVA-format data files the tokenizer is trained on")
     parser.add_argument("--out", help="output folder")
@@ -222,11 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     args = parser.parse_args(argv)
+    if not args.out:  # never a default: the embedded checkpoint is the trained model, not to overwrite
+        parser.error("--out is required")
     if not args.corpus:
-        print(save_tiny(args.out or EMBEDDED_CHECKPOINT))
+        print(save_tiny(args.out))
         return
-    if not args.out:
-        parser.error("--out is required with --corpus")
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")

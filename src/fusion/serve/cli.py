@@ -27,7 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
     path = Path(args.model) if args.model else EMBEDDED_CHECKPOINT
     if args.model is None:
         print(
-            "[fusion] no --model given: serving the embedded tiny FUSION checkpoint (random weights)", file=sys.stderr
+            "[fusion] no --model given: serving the embedded tiny FUSION checkpoint (procedural shapes only)",
+            file=sys.stderr,
         )
     if not (path / "config.json").is_file():
         raise CliError(f"no FUSION checkpoint at {path} (config.json not found)")
