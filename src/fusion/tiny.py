@@ -154,22 +154,14 @@ def trained_tiny_config(vocab_size: int, **overrides):
     (an 8 x 8 grid; 5 layers, width 96) and a 4-layer Llama-style decoder of width 128, 2 interaction
     layers, q in {4, 16}."""
     vision = _tower(hidden_size=96, intermediate_size=256, image_size=128, patch_size=16)
+    # Only what differs from tiny_config (layer/head counts, q and the interaction schedule are shared).
     kwargs = dict(
         hidden_size=128,
         intermediate_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=1024,
         tokenizer_model_max_length=1024,
         mm_hidden_size=96,
-        query_len="4,16",
         inference_query_len=16,
-        window_size=2,
-        num_of_vision_sampler_layers=2,
-        start_of_vision_sampler_layers=0,
-        stride_of_vision_sampler_layers=2,
-        vision_sampler_num_heads=4,
         vision_config=vision,
         initializer_range=0.02,
     )
