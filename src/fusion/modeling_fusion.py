@@ -343,7 +343,7 @@ class FusionForCausalLM:
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -363,7 +363,7 @@ class FusionForCausalLM:
         padded on ``padding_side`` (default: the config's ``tokenizer_padding_side``)."""
         vision = None
         if inputs_embeds is None and (_has_placeholders(input_ids) or pixel_values is not None):
-            if past_key_values is not None and past_key_values.get_seq_length() > 0:
+            if cache is not None and cache.get_seq_length() > 0:
                 raise ValueError("image placeholders can only be merged at prefill (empty cache)")
             merged, vision = self.model.prepare_multimodal_inputs(
                 input_ids,
@@ -386,7 +386,7 @@ class FusionForCausalLM:
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
@@ -415,7 +415,7 @@ class FusionForCausalLM:
         return FusionCausalLMOutput(
             loss=loss,
             logits=outputs.logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             ce_loss=ce,

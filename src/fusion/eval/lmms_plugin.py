@@ -227,7 +227,7 @@ class FusionLmmsImpl:
                     ones = torch.ones(cont_ids.shape, dtype=prefill.attention_mask.dtype, device=cont_ids.device)
                     mask = torch.cat([prefill.attention_mask, ones], dim=1)
                     step = self._model(
-                        input_ids=cont_ids, attention_mask=mask, past_key_values=prefill.past_key_values, use_cache=True
+                        input_ids=cont_ids, attention_mask=mask, cache=prefill.cache, use_cache=True
                     )
                     logits = torch.cat([logits, step.logits[0, :-1]])
             logprobs = torch.log_softmax(logits.float(), dim=-1)

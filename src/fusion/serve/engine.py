@@ -172,7 +172,7 @@ class Engine:
             g = torch.Generator(device=device)
             g.manual_seed(s.params.seed if s.params.seed is not None else int(torch.randint(2**62, ()).item()))
             generators.append(g)
-        cache = out.past_key_values
+        cache = out.cache
         logits = out.logits[:, -1].float()
         live = [True] * len(batch)
         step = 0
@@ -197,10 +197,10 @@ class Engine:
                 input_ids=next_tokens[:, None],
                 attention_mask=mask,
                 position_ids=positions[:, None],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            cache, logits = out.cache, out.logits[:, -1].float()
 
     def _accept(self, s: Sequence, token: int) -> bool:
         """Adds a token to a sequence and streams the text that is safe to show; returns whether it goes on.
