@@ -13,6 +13,7 @@ def test_benchmark_smoke_mode_produces_every_figure(tmp_path):
     metrics = {row["metric"] for suite in ("vision", "inference", "train") for row in results[suite]}
     for needle in (
         "vision encode ms/image (fused)",
+        "vision fused speed-up vs eager",
         "time to first token",
         "merged-sequence build",
         "decode tokens/s at batch 1",

@@ -474,12 +474,13 @@ def test_shared_text_only_vision_keeps_logits_and_graph(tiny_llama):
 
 @pytest.mark.parametrize("text_mask", ["reference", "paper"])
 @pytest.mark.parametrize("batch_invariant", [False, True])
-def test_fused_vision_attention_equals_masked_path(text_mask, batch_invariant):
+@pytest.mark.parametrize("baseline", ["masked", "eager"])
+def test_fused_vision_attention_equals_reference_formulations(text_mask, batch_invariant, baseline):
     from fusion.vision import FusionVisionTower
 
     model, _ = build_tiny("llama", seed=4, vision_text_mask=text_mask)
     tower = model.model.vision_tower
-    masked = FusionVisionTower(tower.config, text_mask, attention="masked")
+    masked = FusionVisionTower(tower.config, text_mask, attention=baseline)
     masked.load_state_dict(tower.state_dict())
     g = torch.Generator().manual_seed(0)
     pixels = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1

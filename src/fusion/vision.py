@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
-from .vision_attention import IMPLEMENTATION, TextGuidedSpec
+from .vision_attention import IMPLEMENTATION, EagerMask, TextGuidedSpec
 
 
 class _SiglipHolder(nn.Module):
@@ -35,8 +35,8 @@ class FusionVisionTower(nn.Module):
         super().__init__()
         if text_mask not in ("reference", "paper"):
             raise ValueError(f"vision_text_mask must be 'reference' or 'paper', got {text_mask!r}")
-        if attention not in ("fused", "masked"):
-            raise ValueError(f"vision_attention must be 'fused' or 'masked', got {attention!r}")
+        if attention not in ("fused", "masked", "eager"):
+            raise ValueError(f"vision_attention must be 'fused', 'masked' or 'eager', got {attention!r}")
         self.text_mask = text_mask
         self.attention = attention
         config._attn_implementation = IMPLEMENTATION  # handles both paths (a spec or a mask tensor)
@@ -96,7 +96,7 @@ class FusionVisionTower(nn.Module):
         early_mask = late_mask = None
         if text_embeds is not None:
             hidden = torch.cat([hidden, text_embeds.to(hidden.dtype)], dim=1)
-            if self.attention == "masked":  # the reference's own formulation, kept as the exact baseline
+            if self.attention != "fused":  # the reference's own formulation, kept as the exact baseline
                 early_mask, late_mask = self._masks(text_valid, n_img, hidden.dtype, text_lengths)
             else:
                 ones = torch.ones(text_valid.shape[0], n_img, dtype=torch.bool, device=text_valid.device)
@@ -104,6 +104,8 @@ class FusionVisionTower(nn.Module):
                 extent = n_img + text_lengths if text_lengths is not None else None
                 early_mask = TextGuidedSpec(n_img, key_valid, True, self.text_mask, extent)
                 late_mask = TextGuidedSpec(n_img, key_valid, False, self.text_mask)
+        if self.attention == "eager":
+            early_mask, late_mask = EagerMask(early_mask), EagerMask(late_mask)
         h0 = hidden
         e = self.early_layers
         sum_a = torch.zeros_like(hidden)

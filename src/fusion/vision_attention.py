@@ -4,7 +4,9 @@ Registered with transformers' ``AttentionInterface`` as ``fusion_text_guided``; 
 :class:`TextGuidedSpec` where an additive mask tensor would go. The reference's early layers make
 every text query attend uniformly to its keys, so those rows are a plain mean of the values; the
 image rows and the late layers use SDPA with a broadcast key mask, which lets the flash /
-memory-efficient kernels run on GPU. A tensor mask (the reference-exact path) falls back to SDPA.
+memory-efficient kernels run on GPU. A tensor mask (the reference-exact masks) runs on SDPA; an
+:class:`EagerMask` runs the reference's own eager attention (scores materialized, then softmax), the
+baseline the benchmarks measure the fast path against.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.models.siglip.modeling_siglip import eager_attention_forward
 
 IMPLEMENTATION = "fusion_text_guided"
 
@@ -30,6 +33,13 @@ class TextGuidedSpec:
     text_extent: torch.Tensor | None = None  # [B] keys the uniform text rows span (None: all N+T)
 
 
+@dataclass
+class EagerMask:
+    """An additive mask (or none) for the eager path: explicit scores, mask, softmax, as the reference."""
+
+    mask: torch.Tensor | None
+
+
 def text_guided_attention(
     module,
     query: torch.Tensor,
@@ -41,6 +51,10 @@ def text_guided_attention(
     **kwargs,
 ):
     """query/key/value [B, H, L, hd] -> ([B, L, H, hd], None), as transformers' attention functions."""
+    if isinstance(attention_mask, EagerMask):
+        return eager_attention_forward(
+            module, query, key, value, attention_mask.mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     if not isinstance(attention_mask, TextGuidedSpec):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs

@@ -226,9 +226,7 @@ class FusionLmmsImpl:
                 if len(cont) > 1:
                     ones = torch.ones(cont_ids.shape, dtype=prefill.attention_mask.dtype, device=cont_ids.device)
                     mask = torch.cat([prefill.attention_mask, ones], dim=1)
-                    step = self._model(
-                        input_ids=cont_ids, attention_mask=mask, cache=prefill.cache, use_cache=True
-                    )
+                    step = self._model(input_ids=cont_ids, attention_mask=mask, cache=prefill.cache, use_cache=True)
                     logits = torch.cat([logits, step.logits[0, :-1]])
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             picked = logprobs.gather(-1, cont_ids[0][:, None]).squeeze(-1)
