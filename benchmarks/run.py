@@ -1,7 +1,7 @@
 """FUSION performance benchmarks on random-weight models built from configs (no download).
 
     python -m benchmarks.run --suite inference|vision|train|all --shape tiny|medium|3b|8b|3b-siglip2|8b-siglip2
-                             --device cpu|cuda [--repeats 5] [--out bench.json] [--smoke]
+                             --device cpu|cuda [--cache dynamic|static] [--repeats 5] [--out bench.json] [--smoke]
 
 Every figure is the median of ``--repeats`` timed runs (after a warm-up), with its min and max, and
 the JSON records the device, dtype and library versions. ``--smoke`` runs one tiny iteration of
@@ -157,8 +157,12 @@ def _ms(t: dict[str, float]) -> dict[str, float]:
 
 def suite_inference(model, args, device) -> list[dict[str, Any]]:
     rows = []
+    # A static cache is what CUDA graphs need: on a GPU, transformers compiles the decode step for it.
+    gen = {"cache_implementation": "static"} if args.cache == "static" else {}
     one = make_inputs(model, 1, args.question_len, device)
-    ttft = timed(lambda: model.generate(**one, max_new_tokens=1, do_sample=False), args.repeats, args.warmup, device)
+    ttft = timed(
+        lambda: model.generate(**one, max_new_tokens=1, do_sample=False, **gen), args.repeats, args.warmup, device
+    )
     rows.append({"metric": "time to first token ms (1 image, 64-token question)", **_ms(ttft)})
 
     # Merge and interaction overhead against a plain LLM prefill of the same merged length.
@@ -208,14 +212,14 @@ def suite_inference(model, args, device) -> list[dict[str, Any]]:
     for batch in args.batches:
         inputs = make_inputs(model, batch, args.question_len, device)
         short = timed(
-            lambda inputs=inputs: model.generate(**inputs, max_new_tokens=1, do_sample=False),
+            lambda inputs=inputs: model.generate(**inputs, max_new_tokens=1, do_sample=False, **gen),
             args.repeats,
             args.warmup,
             device,
         )
         long = timed(
             lambda inputs=inputs: model.generate(
-                **inputs, max_new_tokens=steps + 1, min_new_tokens=steps + 1, do_sample=False
+                **inputs, max_new_tokens=steps + 1, min_new_tokens=steps + 1, do_sample=False, **gen
             ),
             args.repeats,
             args.warmup,
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--suite", default="all", choices=["inference", "vision", "train", "all"])
     parser.add_argument("--shape", default="tiny", choices=["tiny", "medium", "3b", "8b", "3b-siglip2", "8b-siglip2"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="KV cache for decoding")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default=None)
@@ -308,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "repeats": args.repeats,
+            "cache": args.cache,
             "smoke": args.smoke,
         },
     }

@@ -60,6 +60,20 @@ def test_batched_generation_equals_one_at_a_time(tiny_llama):
         assert _generate(model, single)[0].tolist() == batched[i].tolist(), i
 
 
+def test_static_cache_decoding_equals_dynamic(tiny_llama):
+    """The static KV cache (the one torch.compile / CUDA graphs need) gives the dynamic cache's tokens
+    and logits, with interaction layers at prefill and a left-padded mixed batch."""
+    model, processor = tiny_llama
+    texts, questions, images = _prompts(processor)
+    batch = processor(text=texts, images=images, questions=questions)
+    kw = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    dynamic = model.generate(**batch, **kw)
+    static = model.generate(**batch, cache_implementation="static", **kw)
+    assert static.sequences.tolist() == dynamic.sequences.tolist()
+    for a, b in zip(static.logits, dynamic.logits, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 def test_left_and_right_padding_give_same_per_sample_logits(tiny_llama):
     model, processor = tiny_llama
     texts, questions, images = _prompts(processor)
