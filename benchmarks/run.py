@@ -1,7 +1,8 @@
 """FUSION performance benchmarks on random-weight models built from configs (no download).
 
     python -m benchmarks.run --suite inference|vision|train|all --shape tiny|medium|3b|8b|3b-siglip2|8b-siglip2
-                             --device cpu|cuda [--cache dynamic|static] [--repeats 5] [--out bench.json] [--smoke]
+                             --device cpu|cuda [--cache dynamic|static] [--batches 1,8,32] [--repeats 5]
+                             [--out bench.json] [--smoke]
 
 Every figure is the median of ``--repeats`` timed runs (after a warm-up), with its min and max, and
 the JSON records the device, dtype and library versions. ``--smoke`` runs one tiny iteration of
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--shape", default="tiny", choices=["tiny", "medium", "3b", "8b", "3b-siglip2", "8b-siglip2"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="KV cache for decoding")
+    parser.add_argument("--batches", default="1,8,32", help="decode batch sizes, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default=None)
@@ -294,7 +296,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     if args.shape in ("3b", "8b", "3b-siglip2", "8b-siglip2") and device.type != "cuda":
         parser.error(f"shape {args.shape} is built in bf16 on a GPU; use --device cuda")
-    args.question_len, args.decode_steps, args.batches, args.train_batch = 64, 32, [1, 8, 32], 4
+    args.question_len, args.decode_steps, args.train_batch = 64, 32, 4
+    try:
+        args.batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        parser.error(f"--batches expects comma-separated integers, got {args.batches!r}")
     if args.smoke:
         args.repeats, args.warmup, args.decode_steps, args.batches, args.train_batch = 1, 0, 2, [1, 2], 2
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
