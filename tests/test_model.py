@@ -494,8 +494,8 @@ def test_fused_vision_attention_equals_reference_formulations(text_mask, batch_i
 
     model, _ = build_tiny("llama", seed=4, vision_text_mask=text_mask)
     tower = model.model.vision_tower
-    masked = FusionVisionTower(tower.config, text_mask, attention=baseline)
-    masked.load_state_dict(tower.state_dict())
+    reference = FusionVisionTower(tower.config, text_mask, attention=baseline)
+    reference.load_state_dict(tower.state_dict())
     g = torch.Generator().manual_seed(0)
     pixels = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
     text = torch.randn(3, 5, tower.config.hidden_size, generator=g)
@@ -503,7 +503,7 @@ def test_fused_vision_attention_equals_reference_formulations(text_mask, batch_i
     lengths = torch.tensor([3, 5, 4]) if batch_invariant else None
     with torch.no_grad():
         fast, h0_fast = tower(pixels, text, valid, lengths)
-        slow, h0_slow = masked(pixels, text, valid, lengths)
+        slow, h0_slow = reference(pixels, text, valid, lengths)
         torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(h0_fast, h0_slow)
-        torch.testing.assert_close(tower(pixels)[0], masked(pixels)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tower(pixels)[0], reference(pixels)[0], atol=1e-5, rtol=1e-5)

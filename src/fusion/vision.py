@@ -39,7 +39,7 @@ class FusionVisionTower(nn.Module):
             raise ValueError(f"vision_attention must be 'fused', 'masked' or 'eager', got {attention!r}")
         self.text_mask = text_mask
         self.attention = attention
-        config._attn_implementation = IMPLEMENTATION  # handles both paths (a spec or a mask tensor)
+        config._attn_implementation = IMPLEMENTATION  # every path: a spec, a mask tensor or an EagerMask
         self.vision_tower = _SiglipHolder(config)
         self.num_layers = config.num_hidden_layers
         self.early_layers = self.num_layers // 2
