@@ -341,6 +341,22 @@ def test_reference_checkpoint_resaved_loads_identically(tmp_path):
         torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits, atol=0, rtol=0)
 
 
+def test_from_pretrained_keywords_override_config_fields(tmp_path):
+    model, processor = build_tiny("llama")
+    model.save_pretrained(tmp_path)
+    config = fusion.FusionForCausalLM.from_pretrained(tmp_path).config
+    wider = fusion.FusionForCausalLM.from_pretrained(tmp_path, config=config, window_size=4, dtype=torch.float32)
+    assert wider.config.window_size == 4 and wider.dtype == torch.float32
+    assert config.window_size == 2  # the caller's config is not changed behind its back
+    inputs = processor.apply_chat_template(
+        _messages("Hi"), add_generation_prompt=True, tokenize=True, images=[_image(8)]
+    )
+    with torch.no_grad():
+        ref = fusion.FusionForCausalLM.from_pretrained(tmp_path).eval()(**inputs).logits
+        out = wider.eval()(**inputs).logits
+    assert not torch.allclose(out, ref)  # a wider window reads a different image context
+
+
 def test_family_dispatch_and_unknown_type():
     config = tiny_config("qwen2")
     model = fusion.FusionForCausalLM(config)

@@ -9,6 +9,7 @@ and concurrent calls cannot interfere.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -46,6 +47,9 @@ from .vision import FusionVisionTower
 
 # Modules kept out of 4/8-bit quantization (precision-sensitive and small).
 FUSION_UNQUANTIZED_MODULES = ["vision_tower", "mm_projector", "aux_projector", "vision_sampler_layers", "lm_head"]
+
+# from_pretrained keywords that are config fields but mean how to load, not what to build.
+_LOADING_KWARGS = frozenset({"dtype", "torch_dtype", "quantization_config", "attn_implementation"})
 
 
 @dataclass
@@ -327,6 +331,14 @@ class FusionForCausalLM:
             raise ValueError(f"{path} is not a FUSION checkpoint (model_type {config.model_type!r})")
         if not config.vision_config:
             config.vision_config = resolve_vision_config(config, path if os.path.isdir(path) else None)
+        # As transformers' own from_pretrained: keyword arguments naming config fields override them
+        # (e.g. window_size=4); the loading options that are also config fields stay loading options.
+        fields = set(config.to_dict()) - _LOADING_KWARGS
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+        if overrides:
+            config = copy.deepcopy(config)
+            for key, value in overrides.items():
+                setattr(config, key, value)
         target = cls if cls is not FusionForCausalLM else _family_class(config)
         quant = kwargs.get("quantization_config")
         if quant is not None and hasattr(quant, "llm_int8_skip_modules") and not quant.llm_int8_skip_modules:
