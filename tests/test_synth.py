@@ -226,3 +226,43 @@ def test_procedural_duplicates_are_kept_only_when_asked(tmp_path):
     assert len(kept["keep"]) == 150 and len({r["image"] for r in kept["keep"]}) == 150
     assert len(set(captions)) < 150  # the seed does repeat captions...
     assert len(kept["dedup"]) == len(set(captions))  # ...and the default drops the repeats
+
+
+def test_merge_applies_the_filters_the_shards_ran_with(tmp_path):
+    """`fusion synth merge` uses the run's recorded filters, not the defaults (which would drop the
+    repeated captions `deduplicate: false` keeps), and a folder cannot mix runs of other filters."""
+    cfg = {"output_dir": "out", "image_backend": "procedural", "num_scenes": 150, "seed": 5}
+    cfg |= {"instruction_types": ["caption"], "filters": {"near_duplicate_jaccard": None, "deduplicate": False}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    for i in range(2):
+        assert Pipeline(load_pipeline(tmp_path / "p.yaml"), shard=(i, 2)).run(finalize=False) is None
+    res = subprocess.run(
+        [sys.executable, "-m", "fusion.cli", "synth", "merge", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert len(_data(tmp_path / "out")) == 150
+    cfg["filters"]["deduplicate"] = True
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SynthConfigError, match="other filters"):
+        Pipeline(load_pipeline(tmp_path / "other.yaml")).run()
+    (tmp_path / "out" / "filters.json").unlink()  # a folder from before runs recorded their filters
+    res = subprocess.run(
+        [sys.executable, "-m", "fusion.cli", "synth", "merge", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert res.returncode != 0 and "--pipeline" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion.cli",
+            "synth",
+            "merge",
+            str(tmp_path / "out"),
+            "--pipeline",
+            str(tmp_path / "p.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert len(_data(tmp_path / "out")) == 150

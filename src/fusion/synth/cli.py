@@ -39,12 +39,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from ..cli import CliError
-    from .filters import FilterConfig
-    from .pipeline import finalize_outputs
+    from .pipeline import SynthConfigError, finalize_outputs, load_pipeline, recorded_filters
 
     if not args.dir.is_dir():
         raise CliError(f"no synthesis output folder at {args.dir}")
-    print(json.dumps(finalize_outputs([args.dir], args.dir, FilterConfig()), indent=2))
+    try:  # the run's own filters; --pipeline for folders written before runs recorded them
+        filters = load_pipeline(args.pipeline).filters if args.pipeline else recorded_filters(args.dir)
+    except SynthConfigError as err:
+        raise CliError(f"{err}; pass the run's pipeline with --pipeline") from err
+    print(json.dumps(finalize_outputs([args.dir], args.dir, filters), indent=2))
     return 0
 
 
@@ -58,4 +61,5 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
     merge = sub.add_parser("merge", help="deduplicate and export the shards written into one folder")
     merge.add_argument("dir", type=Path)
+    merge.add_argument("--pipeline", type=Path, default=None, help="take the filters from this pipeline YAML")
     merge.set_defaults(func=_merge)

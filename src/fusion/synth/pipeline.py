@@ -17,7 +17,7 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +363,7 @@ class Pipeline:
                 self.stores["candidates"].append(r)
 
     def run(self, finalize: bool = True) -> dict[str, Any] | None:
+        record_filters(self.out, self.config.filters)
         self.stage_captions()
         asyncio.run(self.stage_descriptions())
         self.stage_images()
@@ -373,6 +374,36 @@ class Pipeline:
         if finalize:
             return finalize_outputs([self.out], self.out, self.config.filters)
         return None
+
+
+FILTERS_FILE = "filters.json"
+
+
+def record_filters(out: Path, filters: FilterConfig) -> None:
+    """Writes the run's filters next to its outputs, so that `fusion synth merge` applies the same ones;
+    shards of one run must agree on them."""
+    path = Path(out) / FILTERS_FILE
+    wanted = asdict(filters)
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded != wanted:
+            raise SynthConfigError(
+                f"{out} holds outputs made with other filters ({recorded}); use another output folder"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(wanted, indent=1))
+
+
+def recorded_filters(out: Path) -> FilterConfig:
+    """The filters `fusion synth run` recorded in ``out``."""
+    path = Path(out) / FILTERS_FILE
+    try:
+        return FilterConfig(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as err:
+        raise SynthConfigError(f"{out} has no {FILTERS_FILE} (written by `fusion synth run`)") from err
+    except (json.JSONDecodeError, TypeError) as err:
+        raise SynthConfigError(f"{path} is malformed: {err}") from err
 
 
 def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict[str, Any]:
@@ -386,6 +417,8 @@ def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict
     for d in dirs:
         for f in sorted(Path(d).glob("*.jsonl")):
             stage = f.name.split(".")[0]
+            if stage != "rejects" and stage not in stages:  # outputs (questions, rejects_all), not stores
+                continue
             for r in JsonlStore(f):
                 if stage == "rejects":
                     rejects[r["id"]] = r
