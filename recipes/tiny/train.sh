@@ -4,14 +4,24 @@
 # procedural data (fusion synth) -> tokenizer + fresh model (python -m fusion.tiny) -> stages 1, 1.5, 2
 # (fusion train) -> held-out accuracy (fusion eval). `--set` changes the model config (the ablations:
 # num_of_vision_sampler_layers=0, text_guided_vision=false, mapping_loss_weight=0).
-# FUSION_TINY_DATA=DIR reuses data made by an earlier run.
+# FUSION_TINY_DATA=DIR reuses data made by an earlier run. FUSION_TINY_NPROC=N trains data-parallel in N
+# processes (torchrun, gloo on CPU; one thread each unless OMP_NUM_THREADS says otherwise) at the same
+# global batch: small matrices keep one process from using more than one core well.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${1:-runs/tiny}"
 shift || true
 DATA="${FUSION_TINY_DATA:-$OUT/data}"
+NPROC="${FUSION_TINY_NPROC:-1}"
 mkdir -p "$OUT"
 SECONDS=0
+if [ "$NPROC" -gt 1 ]; then
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  TRAIN=(torchrun --standalone --nproc_per_node "$NPROC" -m fusion.cli train)
+else
+  TRAIN=(fusion train)
+fi
+MICRO=(--micro_batch_size "$((16 / NPROC))")
 
 for split in stage1 stage1_5 stage2 test; do
   [ -f "$DATA/$split/data.json" ] || fusion synth run "$HERE/synth_$split.yaml" --out "$DATA/$split"
@@ -20,12 +30,12 @@ echo "[tiny] data ready after ${SECONDS}s"
 
 python -m fusion.tiny --corpus "$DATA"/stage1/data.json "$DATA"/stage1_5/data.json "$DATA"/stage2/data.json \
   --out "$OUT/init" "$@"
-fusion train "$HERE/stage1.yaml" --model "$OUT/init" --data "$DATA/stage1/data.json" \
-  --image_folder "$DATA/stage1" --output_dir "$OUT/stage1"
-fusion train "$HERE/stage1_5.yaml" --model "$OUT/stage1" --data "$DATA/stage1_5/data.json" \
-  --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5"
-fusion train "$HERE/stage2.yaml" --model "$OUT/stage1_5" --data "$DATA/stage2/data.json" \
-  --image_folder "$DATA/stage2" --output_dir "$OUT/stage2"
+"${TRAIN[@]}" "$HERE/stage1.yaml" --model "$OUT/init" --data "$DATA/stage1/data.json" \
+  --image_folder "$DATA/stage1" --output_dir "$OUT/stage1" "${MICRO[@]}"
+"${TRAIN[@]}" "$HERE/stage1_5.yaml" --model "$OUT/stage1" --data "$DATA/stage1_5/data.json" \
+  --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5" "${MICRO[@]}"
+"${TRAIN[@]}" "$HERE/stage2.yaml" --model "$OUT/stage1_5" --data "$DATA/stage2/data.json" \
+  --image_folder "$DATA/stage2" --output_dir "$OUT/stage2" "${MICRO[@]}"
 echo "[tiny] trained after ${SECONDS}s"
 
 fusion eval run --model "$OUT/stage2" --questions "$DATA/test/questions.jsonl" --images "$DATA/test" \
