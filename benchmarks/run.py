@@ -320,6 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "transformers": transformers.__version__,
             "repeats": args.repeats,
             "cache": args.cache,
+            # transformers compiles the decode step (CUDA graphs) for a static cache on a GPU only
+            "compiled_decode": args.cache == "static" and device.type == "cuda",
             "smoke": args.smoke,
         },
     }

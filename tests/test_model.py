@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, CompileConfig
 
 import fusion
 from fusion.configuration_fusion import VisionTowerNotFoundError, build_vision_config
@@ -71,6 +71,29 @@ def test_static_cache_decoding_equals_dynamic(tiny_llama):
     static = model.generate(**batch, cache_implementation="static", **kw)
     assert static.sequences.tolist() == dynamic.sequences.tolist()
     for a, b in zip(static.logits, dynamic.logits, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_compiled_decoding_is_one_graph_and_equals_eager(tiny_llama):
+    """generate's compiled decode step (static cache; what runs as CUDA graphs on a GPU) traces as one
+    graph (fullgraph: no data-dependent branch, no host sync) and gives the eager tokens and logits.
+    aot_eager runs dynamo and AOT autograd without a C++ compiler, so this runs on any CPU."""
+    model, processor = tiny_llama
+    texts, questions, images = _prompts(processor)
+    batch = processor(text=texts, images=images, questions=questions)
+    kw = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    eager = model.generate(**batch, **kw)
+    compile_config = CompileConfig(backend="aot_eager", fullgraph=True, dynamic=False)
+    compile_config._compile_all_devices = True  # transformers compiles on GPUs only unless told
+    try:
+        compiled = model.generate(**batch, cache_implementation="static", compile_config=compile_config, **kw)
+        assert hasattr(model, "_compiled_call")  # the decode steps really went through torch.compile
+    finally:
+        for attr in ("_compiled_call", "_last_compile_config"):  # the fixture's model is shared
+            model.__dict__.pop(attr, None)
+        torch._dynamo.reset()
+    assert compiled.sequences.tolist() == eager.sequences.tolist()
+    for a, b in zip(compiled.logits, eager.logits, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 

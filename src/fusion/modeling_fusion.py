@@ -300,7 +300,12 @@ class FusionQwen2Model(FusionModelMixin, Qwen2Model):
 
 
 def _has_placeholders(input_ids: torch.Tensor | None) -> bool:
-    return input_ids is not None and bool((input_ids < 0).any())
+    """Whether ids hold image / latent placeholders: a data-dependent check (a host sync). A compiled
+    call is a decoding step (generate compiles only those, with a static cache), whose ids never hold
+    placeholders, so the check is skipped there and the step stays one graph."""
+    if input_ids is None or torch.compiler.is_compiling():
+        return False
+    return bool((input_ids < 0).any())
 
 
 class FusionForCausalLM:
