@@ -266,3 +266,24 @@ def test_merge_applies_the_filters_the_shards_ran_with(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert len(_data(tmp_path / "out")) == 150
+
+
+def test_procedural_short_suffix_ratio_asks_some_questions_plainly(tmp_path):
+    """`short_suffix_ratio` leaves the suffix off a share of short-answer questions (chat-style prompts);
+    multiple-choice prompts keep theirs, and the default changes nothing."""
+    texts = {}
+    for name, ratio in {"all": 1.0, "mixed": 0.5}.items():
+        cfg = {"output_dir": name, "image_backend": "procedural", "num_scenes": 60, "seed": 7}
+        cfg |= {"instruction_types": ["short_conversation", "multiple_choice"], "short_suffix_ratio": ratio}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        Pipeline(load_pipeline(tmp_path / f"{name}.yaml")).run()
+        texts[name] = [t["value"] for r in _data(tmp_path / name) for t in r["conversations"][0::2]]
+    suffix = "Answer the question using a single word or phrase."
+    assert all(suffix in t or "letter" in t for t in texts["all"])
+    plain = [t for t in texts["mixed"] if suffix not in t and "letter" not in t]
+    short = [t for t in texts["mixed"] if suffix in t]
+    assert len(plain) > 10 and len(short) > 10 and all(t.rstrip().endswith("?") for t in plain)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"image_backend": "procedural", "short_suffix_ratio": 1.5}))
+    with pytest.raises(SynthConfigError, match="short_suffix_ratio"):
+        load_pipeline(bad)

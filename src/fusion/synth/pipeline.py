@@ -55,6 +55,9 @@ class PipelineConfig:
     seed: int = 0
     num_scenes: int = 100  # procedural
     canvas: list[int] = field(default_factory=lambda: [256, 192])  # procedural image size [width, height]
+    # Procedural short answers: the share of questions that carry the short-answer suffix; the others
+    # are asked plainly, as people ask in a chat.
+    short_suffix_ratio: float = 1.0
     captions: list[Path] = field(default_factory=list)
     llm: dict[str, Any] = field(default_factory=dict)  # OpenAIBackend fields
     diffusers: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +102,8 @@ def load_pipeline(path: str | os.PathLike, output_dir: str | None = None) -> Pip
         or not (64 <= config.canvas[0] <= 4096 and 64 <= config.canvas[1] <= 4096)
     ):
         raise SynthConfigError(f"canvas must be [width, height] with each in 64..4096, got {config.canvas!r}")
+    if not 0.0 <= config.short_suffix_ratio <= 1.0:
+        raise SynthConfigError(f"short_suffix_ratio must be in [0, 1], got {config.short_suffix_ratio!r}")
     if config.image_backend not in ("procedural", "diffusers", "http"):
         raise SynthConfigError(f"image_backend must be procedural, diffusers or http, got {config.image_backend!r}")
     if config.image_backend != "procedural" and not config.captions:
@@ -139,7 +144,9 @@ def load_captions(paths: list[Path]) -> list[str]:
     return [c.strip() for c in captions if c.strip()]
 
 
-def procedural_conversation(scene: Scene, category: str, kind: str, rng: random.Random) -> list[dict[str, str]]:
+def procedural_conversation(
+    scene: Scene, category: str, kind: str, rng: random.Random, short_suffix_ratio: float = 1.0
+) -> list[dict[str, str]]:
     """Exact turns for a procedural scene. ``caption``: the scene caption; ``short_conversation``: every
     exact question (shuffled, multi-turn) with the short-answer suffix; ``multiple_choice``: the same
     questions with four options where the answer has distractors of its kind, short answers otherwise."""
@@ -154,7 +161,9 @@ def procedural_conversation(scene: Scene, category: str, kind: str, rng: random.
     for q, a in pairs:
         options = choice_options(a, rng) if kind == "multiple_choice" else None
         if options is None:
-            turns += [{"from": "human", "value": f"{q}\n{SHORT_SUFFIX}"}, {"from": "gpt", "value": a}]
+            # rng is drawn only below ratio 1, so default data stays what it was
+            plain = short_suffix_ratio < 1.0 and rng.random() >= short_suffix_ratio
+            turns += [{"from": "human", "value": q if plain else f"{q}\n{SHORT_SUFFIX}"}, {"from": "gpt", "value": a}]
         else:
             listed = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
             letter = LETTERS[options.index(a)]
@@ -311,7 +320,11 @@ class Pipeline:
             for r in self.pending("qa", "images"):
                 kind = r.get("instruction_type", "short_conversation")
                 turns = procedural_conversation(
-                    Scene.from_dict(r["scene"]), r["category"], kind, random.Random(r["id"])
+                    Scene.from_dict(r["scene"]),
+                    r["category"],
+                    kind,
+                    random.Random(r["id"]),
+                    self.config.short_suffix_ratio,
                 )
                 if not turns:
                     self.reject("qa", r, "no exact question for this scene")
