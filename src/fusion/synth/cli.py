@@ -46,7 +46,8 @@ def _merge(args: argparse.Namespace) -> int:
     try:  # the run's own filters; --pipeline for folders written before runs recorded them
         filters = load_pipeline(args.pipeline).filters if args.pipeline else recorded_filters(args.dir)
     except SynthConfigError as err:
-        raise CliError(f"{err}; pass the run's pipeline with --pipeline") from err
+        hint = "" if args.pipeline else "; pass the run's pipeline with --pipeline"
+        raise CliError(f"{err}{hint}") from err
     print(json.dumps(finalize_outputs([args.dir], args.dir, filters), indent=2))
     return 0
 
