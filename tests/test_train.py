@@ -166,6 +166,7 @@ def test_two_processes_split_the_data(workspace):
     ]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("[fusion] ") == 1  # one stage summary, from rank 0 only
     out = workspace / "ddp"
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4 and summary["samples_seen"] == 32

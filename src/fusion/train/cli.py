@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,12 @@ def _train(args: argparse.Namespace) -> int:
                 config.model = previous
             summary = train(config)
             previous = config.output_dir
-            print(
-                f"[fusion] {config.stage}: {summary['steps']} steps, final loss {summary['final_loss']}, "
-                f"{summary['samples_skipped']} samples skipped -> {config.output_dir}",
-                file=sys.stderr,
-            )
+            if int(os.environ.get("RANK", "0")) == 0:  # one summary per stage, not one per process
+                print(
+                    f"[fusion] {config.stage}: {summary['steps']} steps, final loss {summary['final_loss']}, "
+                    f"{summary['samples_skipped']} samples skipped -> {config.output_dir}",
+                    file=sys.stderr,
+                )
     except (ConfigError, DataError, TrainingError, FileNotFoundError) as err:
         raise CliError(str(err).splitlines()[0]) from err
     return 0
