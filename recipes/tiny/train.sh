@@ -21,7 +21,11 @@ if [ "$NPROC" -gt 1 ]; then
 else
   TRAIN=(fusion train)
 fi
-MICRO=(--micro_batch_size "$((16 / NPROC))")
+# Per-process micro batch: the stage's global batch split over the processes (the YAML's own with one).
+micro() {
+  [ "$NPROC" -gt 1 ] || return 0
+  python -c 'import sys, yaml; print("--micro_batch_size", yaml.safe_load(open(sys.argv[1]))["global_batch_size"] // int(sys.argv[2]))' "$1" "$NPROC"
+}
 
 for split in stage1 stage1_5 stage2 test; do
   [ -f "$DATA/$split/data.json" ] || fusion synth run "$HERE/synth_$split.yaml" --out "$DATA/$split"
@@ -31,11 +35,11 @@ echo "[tiny] data ready after ${SECONDS}s"
 python -m fusion.tiny --corpus "$DATA"/stage1/data.json "$DATA"/stage1_5/data.json "$DATA"/stage2/data.json \
   --out "$OUT/init" "$@"
 "${TRAIN[@]}" "$HERE/stage1.yaml" --model "$OUT/init" --data "$DATA/stage1/data.json" \
-  --image_folder "$DATA/stage1" --output_dir "$OUT/stage1" "${MICRO[@]}"
+  --image_folder "$DATA/stage1" --output_dir "$OUT/stage1" $(micro "$HERE/stage1.yaml")
 "${TRAIN[@]}" "$HERE/stage1_5.yaml" --model "$OUT/stage1" --data "$DATA/stage1_5/data.json" \
-  --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5" "${MICRO[@]}"
+  --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5" $(micro "$HERE/stage1_5.yaml")
 "${TRAIN[@]}" "$HERE/stage2.yaml" --model "$OUT/stage1_5" --data "$DATA/stage2/data.json" \
-  --image_folder "$DATA/stage2" --output_dir "$OUT/stage2" "${MICRO[@]}"
+  --image_folder "$DATA/stage2" --output_dir "$OUT/stage2" $(micro "$HERE/stage2.yaml")
 echo "[tiny] trained after ${SECONDS}s"
 
 fusion eval run --model "$OUT/stage2" --questions "$DATA/test/questions.jsonl" --images "$DATA/test" \
