@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import yaml
 from PIL import Image
 
 from fusion.synth.pipeline import Pipeline, SynthConfigError, finalize_outputs, load_pipeline
-from fusion.synth.scene import COLORS, NUMBER_WORDS, Scene, exact_qa, random_scene, render
+from fusion.synth.scene import COLORS, NUMBER_WORDS, Scene, describe, exact_qa, random_scene, render
 from fusion.synth.store import JsonlStore
 
 from .conftest import REPO
@@ -287,3 +288,41 @@ def test_procedural_short_suffix_ratio_asks_some_questions_plainly(tmp_path):
     bad.write_text(yaml.safe_dump({"image_backend": "procedural", "short_suffix_ratio": 1.5}))
     with pytest.raises(SynthConfigError, match="short_suffix_ratio"):
         load_pipeline(bad)
+
+
+def test_text_multiple_choice_is_text_only_with_two_to_four_options(tmp_path):
+    """`text_multiple_choice` writes no image: the scene's caption opens the first turn, every question
+    whose answer has distractors lists 2-4 options and the letter names the exact answer; the records
+    train as text-only samples and become image-less eval questions."""
+    from fusion.processing_fusion import FusionProcessor
+    from fusion.tiny import EMBEDDED_CHECKPOINT
+    from fusion.train.data import FusionDataset, load_records
+
+    cfg = {"output_dir": "t", "image_backend": "procedural", "num_scenes": 80, "seed": 5}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg | {"instruction_types": ["text_multiple_choice"]}))
+    Pipeline(load_pipeline(tmp_path / "p.yaml")).run()
+    out = tmp_path / "t"
+    scenes = {r["id"]: Scene.from_dict(r["scene"]) for r in JsonlStore(out / "captions.jsonl")}
+    data = _data(out)
+    assert len(data) == 80 and not list((out / "images").glob("*.png"))
+    counts = set()
+    for record in data:
+        assert "image" not in record and "<image>" not in json.dumps(record)
+        first = record["conversations"][0]["value"]
+        assert first.startswith(f"Scene: {describe(scenes[record['id']])}\n")
+        for q, a in zip(record["conversations"][0::2], record["conversations"][1::2], strict=True):
+            options = dict(re.findall(r"^([A-D])\. (.*)$", q["value"], re.MULTILINE))
+            if not options:
+                continue
+            counts.add(len(options))
+            assert list(options) == list("ABCD"[: len(options)]) and a["value"] in options
+            question = q["value"].removeprefix(first.split("\n")[0] + "\n").split("\n")[0]
+            truth = dict(exact_qa(scenes[record["id"]], record["category"], random.Random(record["id"])))
+            assert options[a["value"]] == truth[question]
+    assert counts == {2, 3, 4}
+    questions = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
+    assert questions and all("image" not in q for q in questions)
+    assert {q["kind"] for q in questions} >= {"mc", "short"}
+    dataset = FusionDataset(load_records(out / "data.json"), FusionProcessor.from_pretrained(EMBEDDED_CHECKPOINT), None)
+    assert not any(dataset.has_image(i) for i in range(len(dataset)))
+    assert "pixel_values" not in dataset[0] and len(dataset[0]["input_ids"]) > 0

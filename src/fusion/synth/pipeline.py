@@ -32,6 +32,7 @@ from .prompts import (
     INSTRUCTION_TYPES,
     PROCEDURAL_INSTRUCTION_TYPES,
     SYSTEM,
+    TEXT_ONLY_INSTRUCTION_TYPES,
     contrast_prompt,
     description_prompt,
     judge_prompt,
@@ -149,7 +150,11 @@ def procedural_conversation(
 ) -> list[dict[str, str]]:
     """Exact turns for a procedural scene. ``caption``: the scene caption; ``short_conversation``: every
     exact question (shuffled, multi-turn) with the short-answer suffix; ``multiple_choice``: the same
-    questions with four options where the answer has distractors of its kind, short answers otherwise."""
+    questions with four options where the answer has distractors of its kind, short answers otherwise;
+    ``text_multiple_choice``: multiple choice with 2-4 options about the caption, which opens the first
+    turn (no image)."""
+    if kind not in PROCEDURAL_INSTRUCTION_TYPES:
+        raise SynthConfigError(f"unknown procedural instruction type {kind!r}")
     if kind == "caption":
         return [
             {"from": "human", "value": "Describe the image briefly."},
@@ -159,7 +164,11 @@ def procedural_conversation(
     rng.shuffle(pairs)
     turns: list[dict[str, str]] = []
     for q, a in pairs:
-        options = choice_options(a, rng) if kind == "multiple_choice" else None
+        options = None
+        if kind == "multiple_choice":
+            options = choice_options(a, rng)
+        elif kind == "text_multiple_choice":
+            options = choice_options(a, rng, rng.randint(2, len(LETTERS)))
         if options is None:
             # rng is drawn only below ratio 1, so default data stays what it was
             plain = short_suffix_ratio < 1.0 and rng.random() >= short_suffix_ratio
@@ -168,6 +177,8 @@ def procedural_conversation(
             listed = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
             letter = LETTERS[options.index(a)]
             turns += [{"from": "human", "value": f"{q}\n{listed}\n{MC_SUFFIX}"}, {"from": "gpt", "value": letter}]
+    if kind in TEXT_ONLY_INSTRUCTION_TYPES and turns:
+        turns[0]["value"] = f"Scene: {describe(scene)}\n{turns[0]['value']}"
     return turns
 
 
@@ -287,6 +298,9 @@ class Pipeline:
         folder = self.out / "images"
         folder.mkdir(parents=True, exist_ok=True)
         for r in tqdm(todo, desc="images", unit="img"):
+            if r.get("instruction_type") in TEXT_ONLY_INSTRUCTION_TYPES:  # the scene is given in words
+                self.stores["images"].append({**r, "image": None})
+                continue
             seed = int(r["id"][:8], 16)
             try:
                 if self.config.image_backend == "procedural":
@@ -350,7 +364,7 @@ class Pipeline:
 
         async def work(llm, r):
             image_url = None
-            if use_image:
+            if use_image and r.get("image"):  # text-only records are judged on their text
                 data = (self.out / r["image"]).read_bytes()
                 image_url = "data:image/png;base64," + base64.b64encode(data).decode()
             answer = await llm.complete(
@@ -454,15 +468,12 @@ def finalize_outputs(dirs: list[Path], out: Path, filters: FilterConfig) -> dict
             }
             continue
         turns = [dict(t) for t in r["conversations"]]
-        turns[0]["value"] = "<image>\n" + turns[0]["value"]
+        sample: dict[str, Any] = {"id": rid}
+        if r.get("image"):
+            turns[0]["value"] = "<image>\n" + turns[0]["value"]
+            sample["image"] = r["image"]
         data.append(
-            {
-                "id": rid,
-                "image": r["image"],
-                "category": r["category"],
-                "instruction_type": r.get("instruction_type"),
-                "conversations": turns,
-            }
+            sample | {"category": r["category"], "instruction_type": r.get("instruction_type"), "conversations": turns}
         )
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "data.json", json.dumps(data, indent=1, ensure_ascii=False))
@@ -488,7 +499,7 @@ def eval_questions(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
         question = r["conversations"][0]["value"].removeprefix("<image>\n")
         row = {
             "question_id": r["id"],
-            "image": r["image"],
+            **({"image": r["image"]} if r.get("image") else {}),
             "text": question,
             "answer": r["conversations"][1]["value"],
             "category": r["category"],

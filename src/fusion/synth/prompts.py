@@ -13,7 +13,11 @@ INSTRUCTION_TYPES = (
     "text",
     "caption",  # procedural only: "Describe the image briefly." answered with the exact scene caption
 )
-PROCEDURAL_INSTRUCTION_TYPES = ("caption", "short_conversation", "multiple_choice")
+# Procedural, text only (no image): the scene is given as its caption and the questions are multiple choice
+# with 2-4 options. A language model trained from scratch lacks the in-context skill of reading options
+# and answering with a letter that a pretrained LLM brings; text makes it cheap to learn.
+TEXT_ONLY_INSTRUCTION_TYPES = ("text_multiple_choice",)
+PROCEDURAL_INSTRUCTION_TYPES = ("caption", "short_conversation", "multiple_choice", *TEXT_ONLY_INSTRUCTION_TYPES)
 
 SYSTEM = "You write precise, factual data for training vision-language models."
 

@@ -159,12 +159,12 @@ _POOLS = (
 )
 
 
-def choice_options(answer: str, rng: random.Random) -> list[str] | None:
-    """Four options (the answer and three distractors of the same kind, shuffled), or None when the
-    answer has no pool (yes/no, left/right, shapes, object names)."""
+def choice_options(answer: str, rng: random.Random, n: int = 4) -> list[str] | None:
+    """``n`` options (the answer and distractors of the same kind, shuffled), or None when the answer
+    has no pool (yes/no, left/right, shapes, object names)."""
     pool = next((p for p in _POOLS if answer in p), None)
     if pool is None:
         return None
-    options = [answer, *rng.sample([x for x in pool if x != answer], 3)]
+    options = [answer, *rng.sample([x for x in pool if x != answer], n - 1)]
     rng.shuffle(options)
     return options
