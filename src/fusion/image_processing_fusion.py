@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -46,6 +46,17 @@ def load_image(image: ImageLike, max_pixels: int | None = None) -> Image.Image:
         raise ImageLoadError(f"cannot read image {name}: {err}") from err
 
 
+class FusionImageProcessorKwargs(TypedDict, total=False):
+    """The constructor's options; transformers (>= 5.25) reads ``valid_kwargs`` to route
+    ``from_pretrained(..., **kwargs)`` to them."""
+
+    image_size: int
+    image_mean: Sequence[float]
+    image_std: Sequence[float]
+    image_aspect_ratio: str
+    max_pixels: int | None
+
+
 class FusionImageProcessor(ImageProcessingMixin):
     """``processor(images=[...], return_tensors="pt")["pixel_values"]`` -> [N, 5, 3, S, S].
 
@@ -55,6 +66,7 @@ class FusionImageProcessor(ImageProcessingMixin):
     """
 
     model_input_names = ["pixel_values"]
+    valid_kwargs = FusionImageProcessorKwargs
 
     def __init__(
         self,
