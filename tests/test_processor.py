@@ -107,3 +107,15 @@ def test_decode_drops_placeholders(tiny_llama):
     _, processor = tiny_llama
     ids = processor.tokenizer("hello", add_special_tokens=False).input_ids
     assert processor.decode([-300, -200, *ids]) == "hello"
+
+
+def test_image_processor_from_pretrained_takes_option_overrides(tmp_path):
+    """Keyword options given to from_pretrained override the saved ones (transformers routes them
+    through ``valid_kwargs``); the processor then tiles at the new size."""
+    from fusion.tiny import EMBEDDED_CHECKPOINT
+
+    saved = FusionImageProcessor.from_pretrained(EMBEDDED_CHECKPOINT)
+    small = FusionImageProcessor.from_pretrained(EMBEDDED_CHECKPOINT, image_size=32)
+    assert saved.image_size == 128 and small.image_size == 32
+    image = Image.new("RGB", (50, 40), "red")
+    assert tuple(small(images=[image], return_tensors="pt")["pixel_values"].shape) == (1, 5, 3, 32, 32)
