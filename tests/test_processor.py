@@ -109,7 +109,7 @@ def test_decode_drops_placeholders(tiny_llama):
     assert processor.decode([-300, -200, *ids]) == "hello"
 
 
-def test_image_processor_from_pretrained_takes_option_overrides(tmp_path):
+def test_image_processor_from_pretrained_takes_option_overrides():
     """Keyword options given to from_pretrained override the saved ones (transformers routes them
     through ``valid_kwargs``); the processor then tiles at the new size."""
     from fusion.tiny import EMBEDDED_CHECKPOINT

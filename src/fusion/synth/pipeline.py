@@ -153,8 +153,6 @@ def procedural_conversation(
     questions with four options where the answer has distractors of its kind, short answers otherwise;
     ``text_multiple_choice``: multiple choice with 2-4 options about the caption, which opens the first
     turn (no image)."""
-    if kind not in PROCEDURAL_INSTRUCTION_TYPES:
-        raise SynthConfigError(f"unknown procedural instruction type {kind!r}")
     if kind == "caption":
         return [
             {"from": "human", "value": "Describe the image briefly."},
