@@ -341,3 +341,78 @@ def test_lora_training_saves_adapter_and_trainables(workspace):
     merged = fusion.FusionForCausalLM.from_pretrained(out)
     base = fusion.FusionForCausalLM.from_pretrained(workspace / "init")
     assert not torch.equal(merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
+
+
+def test_warmup_trains_the_decoder_alone_and_loss_falls(workspace, tmp_path):
+    """Stage 0 changes every decoder tensor and nothing on the vision side, and its loss falls."""
+    from fusion.train.warmup import WarmupConfig, decoder_config, plain_decoder_class, warm_up
+
+    data, _ = make_dataset(tmp_path, n=0, text_only=24)
+    config = WarmupConfig(steps=40, batch_size=8, lr=3e-3, log_every=5)
+    summary = warm_up(workspace / "init", [data], tmp_path / "w", config)
+    history = summary["history"]
+    assert summary["samples"] == 24 and history[-1]["step"] == 40
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    before = load_file(workspace / "init" / "model.safetensors")
+    after = load_file(tmp_path / "w" / "model.safetensors")
+    assert before.keys() == after.keys()
+    model = fusion.FusionForCausalLM.from_pretrained(workspace / "init")
+    with torch.device("meta"):
+        decoder = set(plain_decoder_class(model)(decoder_config(model)).state_dict())
+    assert decoder and any(k.startswith("model.vision_tower.") for k in before)
+    for name in before:
+        assert torch.equal(before[name], after[name]) != (name in decoder), name
+    # The plain decoder's text loss is what stage 0 optimised: the FUSION checkpoint carries it intact.
+    assert json.loads((tmp_path / "w" / "warmup_state.json").read_text())["final_loss"] == history[-1]["loss"]
+
+
+def test_warmup_refuses_image_samples_with_their_id(workspace, tmp_path, capsys):
+    data, _ = make_dataset(tmp_path, n=2, text_only=3)
+    rc = fusion_main(["warmup", "--model", str(workspace / "init"), "--data", str(data), "--out", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sample s0 has an image" in err and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):
+    """`python -m fusion.tiny --decoder`: an ablation's fresh model takes an earlier run's decoder exactly
+    while its own vision side stays fresh; another tokenizer or LLM size is refused."""
+    from fusion.tiny import init_from_corpus
+    from fusion.tiny import main as tiny_main
+    from fusion.train.warmup import copy_decoder
+
+    corpus = tmp_path / "corpus.json"
+    turns = [[{"from": "human", "value": f"How many stars? {i}"}, {"from": "gpt", "value": str(i)}] for i in range(20)]
+    corpus.write_text(json.dumps([{"id": str(i), "conversations": t} for i, t in enumerate(turns)]))
+    first = init_from_corpus([corpus], tmp_path / "a", vocab_size=400, seed=0)
+    tiny_main(
+        [
+            "--corpus",
+            str(corpus),
+            "--vocab-size",
+            "400",
+            "--seed",
+            "1",
+            "--decoder",
+            str(first),
+            "--set",
+            "num_of_vision_sampler_layers=0",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    a, b = load_file(first / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert not any(k.startswith("model.vision_sampler_layers.") for k in b)
+    shared = [k for k in b if not k.startswith(("model.vision_tower.", "model.mm_projector.", "model.aux_projector."))]
+    assert len(shared) > 10 and all(torch.equal(a[k], b[k]) for k in shared)
+    assert not torch.equal(a["model.mm_projector.0.weight"], b["model.mm_projector.0.weight"])
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"id": "0", "conversations": [{"from": "human", "value": "Hello there"}]}]))
+    with pytest.raises(SystemExit):
+        tiny_main(
+            ["--corpus", str(other), "--vocab-size", "400", "--decoder", str(first), "--out", str(tmp_path / "c")]
+        )
+    wide = init_from_corpus([corpus], tmp_path / "d", vocab_size=400, hidden_size=64)
+    with pytest.raises(ValueError, match="hidden_size"):
+        copy_decoder(fusion.FusionForCausalLM.from_pretrained(wide), fusion.FusionForCausalLM.from_pretrained(first))

@@ -183,14 +183,22 @@ def init_from_corpus(
     out: str | os.PathLike,
     vocab_size: int = 1024,
     seed: int = 0,
+    decoder: str | os.PathLike | None = None,
     **overrides,
 ) -> Path:
     """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
-    the starting point of the tiny recipe's stage 1."""
+    the starting point of the tiny recipe's stage 0. With ``decoder`` (a checkpoint of the same tokenizer
+    and LLM config, e.g. an earlier run's stage 0), its decoder weights replace the random ones."""
     system = get_template(TEMPLATE_BY_MODEL_TYPE["fusion_llama"]).default_system
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
     tokenizer = build_tokenizer("llama", vocab_size, [system] * 100 + corpus_texts(corpus_files))
     model, processor = _assemble(tokenizer, trained_tiny_config(len(tokenizer), **overrides), seed)
+    if decoder is not None:
+        from .train.warmup import copy_decoder
+
+        if FusionProcessor.from_pretrained(decoder).tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"{decoder} was trained with another tokenizer (a different corpus)")
+        copy_decoder(FusionForCausalLM.from_pretrained(decoder, dtype=torch.float32), model)
     out = Path(out)
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -214,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output folder")
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decoder", help="take the decoder weights from this checkpoint (same corpus and LLM)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     args = parser.parse_args(argv)
     if not args.out:  # never a default: the embedded checkpoint is the trained model, not to overwrite
@@ -227,7 +236,10 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             parser.error(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = _parse_value(value)
-    print(init_from_corpus(args.corpus, args.out, args.vocab_size, args.seed, **overrides))
+    try:
+        print(init_from_corpus(args.corpus, args.out, args.vocab_size, args.seed, args.decoder, **overrides))
+    except (OSError, ValueError) as err:
+        parser.error(str(err).splitlines()[0])
 
 
 if __name__ == "__main__":

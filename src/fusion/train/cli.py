@@ -1,4 +1,4 @@
-"""`fusion train`, `fusion init` and `fusion data check`."""
+"""`fusion train`, `fusion warmup`, `fusion init` and `fusion data check`."""
 
 from __future__ import annotations
 
@@ -71,6 +71,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .data import DataError
+    from .warmup import WarmupConfig, warm_up
+
+    config = WarmupConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    try:
+        summary = warm_up(args.model, args.data, args.out, config)
+    except (DataError, OSError, ValueError) as err:
+        raise CliError(str(err).splitlines()[0]) from err
+    print(
+        f"[fusion] stage 0: {summary['steps']} steps on {summary['samples']} text samples, final loss "
+        f"{summary['final_loss']}, {summary['seconds']} s -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _init(args: argparse.Namespace) -> int:
     from ..cli import CliError
     from .init_model import init_fusion_model
@@ -128,6 +146,21 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         help="stage configs, then overrides; --resume continues from the last checkpoint",
     )
     train.set_defaults(func=_train)
+
+    warmup = subparsers.add_parser(
+        "warmup",
+        help="stage 0: train a fresh decoder on text-only conversations, vision side untouched",
+        description="Trains the checkpoint's LLM from a seeded random start on text-only LLaVA-format "
+        "data (constant learning rate) and writes the checkpoint with that decoder to --out.",
+    )
+    warmup.add_argument("--model", required=True, help="FUSION checkpoint (its tokenizer and chat format are used)")
+    warmup.add_argument("--data", nargs="+", required=True, help="text-only JSON, JSONL or YAML mixture files")
+    warmup.add_argument("--out", required=True)
+    warmup.add_argument("--steps", type=int, default=2000)
+    warmup.add_argument("--lr", type=float, default=5e-4)
+    warmup.add_argument("--batch-size", type=int, default=32)
+    warmup.add_argument("--seed", type=int, default=0)
+    warmup.set_defaults(func=_warmup)
 
     init = subparsers.add_parser("init", help="build a new FUSION model from a base LLM and a SigLIP tower")
     init.add_argument("--llm", required=True)

@@ -1,0 +1,173 @@
+"""Stage 0: a language-only warm-up of a fresh FUSION model's decoder on text conversations.
+
+A decoder trained from scratch on image data alone never learns to look up an option's letter: the
+tiny model's multiple-choice answers stay at chance however long stages 1-2 run, while a plain decoder
+trained on the same questions in text form ("Scene: <caption>" + options) learns the lookup within a
+few thousand steps and keeps it through the visual stages. Stage 0 trains that plain decoder: the
+checkpoint's own LLM class (``LlamaForCausalLM`` for ``fusion_llama``, ...) and chat format, with the
+latent-token markers dropped, then writes it into the FUSION checkpoint. The vision tower, projectors and
+interaction layers are left as they were. The decoder starts from ``seed`` alone, so models that differ
+only on the vision side (the ablations) get the same stage 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from ..constants import IGNORE_INDEX
+from ..modeling_fusion import FusionForCausalLM
+from ..processing_fusion import ConversationError, FusionProcessor
+from .data import DataError, load_records
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "warmup_state.json"
+
+
+@dataclass
+class WarmupConfig:
+    steps: int = 2000
+    lr: float = 5e-4
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    seed: int = 0
+    log_every: int = 100
+
+
+def plain_decoder_class(model: FusionForCausalLM) -> type[PreTrainedModel]:
+    """The transformers causal-LM class a FUSION model extends (its parameter names are the same)."""
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("transformers.models.") and cls.__name__.endswith("ForCausalLM"):
+            return cls
+    raise TypeError(f"{type(model).__name__} does not extend a transformers causal LM")
+
+
+def decoder_config(model: FusionForCausalLM):
+    """The plain LLM config of a FUSION model: its config without the vision fields."""
+    cls = plain_decoder_class(model).config_class
+    defaults = cls().to_dict()
+    skip = ("model_type", "architectures", "transformers_version")
+    return cls(**{k: v for k, v in model.config.to_dict().items() if k in defaults and k not in skip})
+
+
+def fresh_decoder(model: FusionForCausalLM, seed: int) -> PreTrainedModel:
+    """A random decoder with the checkpoint's LLM config, from ``seed`` alone."""
+    torch.manual_seed(seed)
+    return plain_decoder_class(model)(decoder_config(model)).float()
+
+
+def copy_decoder(source: FusionForCausalLM, target: FusionForCausalLM) -> int:
+    """Copies the decoder (the plain causal LM's tensors) of one FUSION model into another with the same
+    LLM config, e.g. a shared stage 0 into an ablation's fresh model; returns how many tensors it copied."""
+    a, b = decoder_config(source).to_dict(), decoder_config(target).to_dict()
+    bookkeeping = ("dtype", "torch_dtype", "transformers_version", "architectures")
+    differ = sorted(
+        k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith("_") and k not in bookkeeping
+    )
+    if differ:
+        raise ValueError(f"the decoders differ in {', '.join(differ)}")
+    with torch.device("meta"):
+        names = set(plain_decoder_class(target)(decoder_config(target)).state_dict())
+    state = {k: v for k, v in source.state_dict().items() if k in names}
+    if len(state) != len(names):
+        raise ValueError(f"decoder tensors missing from the source: {sorted(names - set(state))[:5]}")
+    target.load_state_dict(state, strict=False)
+    return len(state)
+
+
+def encode_text_records(records: Sequence[dict], processor: FusionProcessor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input_ids, labels) per text-only record, latent markers dropped; a record with an image, or one
+    that cannot be encoded, is an error naming it (stage 0 is text only, and nothing is skipped)."""
+    encoded = []
+    for n, record in enumerate(records):
+        name = record.get("id", f"#{n}") if isinstance(record, dict) else f"#{n}"
+        if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
+            raise DataError(f"sample {name}: needs a `conversations` list")
+        if record.get("image"):
+            raise DataError(f"sample {name} has an image: stage 0 trains on text-only samples")
+        try:
+            sample = processor.encode_conversation(record["conversations"], has_image=False)
+        except (ConversationError, KeyError, TypeError, ValueError) as err:
+            raise DataError(f"sample {name}: {err}") from err
+        keep = sample["input_ids"] >= 0  # the -300 latent markers: no latents in a plain decoder
+        labels = sample["labels"][keep]
+        encoded.append((sample["input_ids"][keep], torch.where(labels < 0, IGNORE_INDEX, labels)))
+        if not (encoded[-1][1] != IGNORE_INDEX).any():
+            raise DataError(f"sample {name} has no answer to learn")
+    return encoded
+
+
+def _batch(items: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    length = max(len(ids) for ids, _ in items)
+    input_ids = torch.full((len(items), length), pad_id)
+    labels = torch.full((len(items), length), IGNORE_INDEX)
+    mask = torch.zeros((len(items), length), dtype=torch.long)
+    for row, (ids, lab) in enumerate(items):
+        input_ids[row, : len(ids)] = ids
+        labels[row, : len(lab)] = lab
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+def warm_up(
+    model_dir: str | Path, data: Sequence[str | Path], out: str | Path, config: WarmupConfig | None = None
+) -> dict:
+    """Trains a fresh decoder on ``data`` (text-only LLaVA-format files) and writes ``model_dir`` with it
+    to ``out``. Samples are drawn in a fresh seeded permutation per epoch; the learning rate is constant
+    (the lookup this stage exists for forms late, and a decaying rate stalls it)."""
+    config = config or WarmupConfig()
+    if config.steps < 1 or config.batch_size < 1:
+        raise ValueError("steps and batch_size must be positive")
+    processor = FusionProcessor.from_pretrained(model_dir)
+    model = FusionForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    records = [r for path in data for r in load_records(path)]
+    if not records:
+        raise DataError("no samples in " + ", ".join(str(p) for p in data))
+    samples = encode_text_records(records, processor)
+    decoder = fresh_decoder(model, config.seed).train()
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    order: list[int] = []
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    progress = tqdm(range(1, config.steps + 1), desc="stage 0 (text)", unit="step")
+    for step in progress:
+        if len(order) < config.batch_size:
+            order += torch.randperm(len(samples), generator=generator).tolist()
+        picked, order = order[: config.batch_size], order[config.batch_size :]
+        loss = decoder(**_batch([samples[i] for i in picked], processor.pad_token_id)).loss
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"stage 0: loss is {loss.item()} at step {step}")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % config.log_every == 0 or step == config.steps:
+            history.append({"step": step, "loss": round(loss.item(), 4)})
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    missing, unexpected = model.load_state_dict(decoder.state_dict(), strict=False)
+    if unexpected:
+        raise RuntimeError(f"decoder parameters the FUSION model lacks: {unexpected[:5]}")
+    out = Path(out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    summary = {
+        "steps": config.steps,
+        "samples": len(samples),
+        "final_loss": history[-1]["loss"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "config": vars(config),
+        "history": history,
+        "untouched_parameters": len(missing),
+    }
+    (out / STATE_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
