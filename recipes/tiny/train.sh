@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The shipped tiny FUSION, end to end with this project's tools:
 #   bash recipes/tiny/train.sh [OUT_DIR] [--set KEY=VALUE ...]
-# procedural data (fusion synth) -> tokenizer + fresh model (python -m fusion.tiny) -> stages 1, 1.5, 2
-# (fusion train) -> held-out accuracy (fusion eval). `--set` changes the model config (the ablations:
-# num_of_vision_sampler_layers=0, text_guided_vision=false, mapping_loss_weight=0).
+# procedural data (fusion synth) -> tokenizer + fresh model (python -m fusion.tiny) -> stage 0, the decoder
+# on text only (fusion warmup) -> stages 1, 1.5, 2 (fusion train) -> held-out accuracy (fusion eval).
+# `--set` changes the model config (the ablations: num_of_vision_sampler_layers=0, text_guided_vision=false,
+# mapping_loss_weight=0). FUSION_TINY_STAGE0=DIR takes the decoder from an earlier run's stage-0 output
+# instead of training it again: stage 0 does not depend on the vision side, so ablations can share it.
 # FUSION_TINY_DATA=DIR reuses data made by an earlier run. FUSION_TINY_NPROC=N trains data-parallel in N
 # processes (torchrun, gloo on CPU; one thread each unless OMP_NUM_THREADS says otherwise) at the same
-# global batch: small matrices keep one process from using more than one core well.
+# global batch: small matrices keep one process from using more than one core well. Stage 0 is one process
+# on all cores.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${1:-runs/tiny}"
@@ -16,8 +19,7 @@ NPROC="${FUSION_TINY_NPROC:-1}"
 mkdir -p "$OUT"
 SECONDS=0
 if [ "$NPROC" -gt 1 ]; then
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  TRAIN=(torchrun --standalone --nproc_per_node "$NPROC" -m fusion.cli train)
+  TRAIN=(env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" torchrun --standalone --nproc_per_node "$NPROC" -m fusion.cli train)
 else
   TRAIN=(fusion train)
 fi
@@ -27,14 +29,21 @@ micro() {
   python -c 'import sys, yaml; print("--micro_batch_size", yaml.safe_load(open(sys.argv[1]))["global_batch_size"] // int(sys.argv[2]))' "$1" "$NPROC"
 }
 
-for split in stage1 stage1_5 stage2 test; do
+for split in stage0 stage1 stage1_5 stage2 test; do
   [ -f "$DATA/$split/data.json" ] || fusion synth run "$HERE/synth_$split.yaml" --out "$DATA/$split"
 done
 echo "[tiny] data ready after ${SECONDS}s"
 
-python -m fusion.tiny --corpus "$DATA"/stage1/data.json "$DATA"/stage1_5/data.json "$DATA"/stage2/data.json \
-  --out "$OUT/init" "$@"
-"${TRAIN[@]}" "$HERE/stage1.yaml" --model "$OUT/init" --data "$DATA/stage1/data.json" \
+# The tokenizer is trained on the image stages' text (stage 0's text is made of the same captions and questions).
+CORPUS=("$DATA"/stage1/data.json "$DATA"/stage1_5/data.json "$DATA"/stage2/data.json)
+if [ -n "${FUSION_TINY_STAGE0:-}" ]; then
+  python -m fusion.tiny --corpus "${CORPUS[@]}" --decoder "$FUSION_TINY_STAGE0" --out "$OUT/stage0" "$@"
+else
+  python -m fusion.tiny --corpus "${CORPUS[@]}" --out "$OUT/init" "$@"
+  fusion warmup --model "$OUT/init" --data "$DATA/stage0/data.json" --out "$OUT/stage0" --steps 2000
+fi
+echo "[tiny] stage 0 done after ${SECONDS}s"
+"${TRAIN[@]}" "$HERE/stage1.yaml" --model "$OUT/stage0" --data "$DATA/stage1/data.json" \
   --image_folder "$DATA/stage1" --output_dir "$OUT/stage1" $(micro "$HERE/stage1.yaml")
 "${TRAIN[@]}" "$HERE/stage1_5.yaml" --model "$OUT/stage1" --data "$DATA/stage1_5/data.json" \
   --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5" $(micro "$HERE/stage1_5.yaml")
