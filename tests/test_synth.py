@@ -326,3 +326,31 @@ def test_text_multiple_choice_is_text_only_with_two_to_four_options(tmp_path):
     dataset = FusionDataset(load_records(out / "data.json"), FusionProcessor.from_pretrained(EMBEDDED_CHECKPOINT), None)
     assert not any(dataset.has_image(i) for i in range(len(dataset)))
     assert "pixel_values" not in dataset[0] and len(dataset[0]["input_ids"]) > 0
+
+
+def test_word_ratio_puts_words_on_scenes_whose_questions_ignore_them(tmp_path):
+    """With `word_ratio`, color/count/spatial scenes also show a word (about that share of them), their
+    questions still never ask for it, and the caption names it; at 0 the data is the default data."""
+    base = {"image_backend": "procedural", "num_scenes": 150, "seed": 4, "canvas": [128, 128]}
+    runs = {}
+    for name, extra in (("default", {}), ("zero", {"word_ratio": 0.0}), ("half", {"word_ratio": 0.5})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(base | extra | {"output_dir": name}))
+        Pipeline(load_pipeline(tmp_path / f"{name}.yaml")).run()
+        runs[name] = list(JsonlStore(tmp_path / name / "captions.jsonl"))
+    assert runs["zero"] == runs["default"]
+    others = [r for r in runs["half"] if r["category"] in ("SynthColor", "SynthCount", "SynthSpatial")]
+    assert {r["id"] for r in runs["half"]}.isdisjoint(r["id"] for r in runs["default"])  # ids name the ratio
+    with_word = [r for r in others if r["scene"]["text"]]
+    assert len(others) == 90 and 0.3 < len(with_word) / len(others) < 0.7
+    kinds = ("SynthColor", "SynthCount", "SynthSpatial")
+    assert not any(r["scene"]["text"] for r in runs["default"] if r["category"] in kinds)
+    words = {r["id"]: r["scene"]["text"] for r in with_word}
+    for record in _data(tmp_path / "half"):
+        if record["id"] in words:
+            asked = " ".join(t["value"] for t in record["conversations"][0::2])
+            assert "What word" not in asked and words[record["id"]] not in asked
+    scene = Scene.from_dict(with_word[0]["scene"])
+    assert describe(scene).endswith(f"and the word {scene.text}.")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(base | {"word_ratio": 1.5}))
+    with pytest.raises(SynthConfigError, match="word_ratio"):
+        load_pipeline(tmp_path / "bad.yaml")

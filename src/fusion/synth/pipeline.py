@@ -59,6 +59,9 @@ class PipelineConfig:
     # Procedural short answers: the share of questions that carry the short-answer suffix; the others
     # are asked plainly, as people ask in a chat.
     short_suffix_ratio: float = 1.0
+    # Procedural: the share of color, count and spatial scenes that also show a word (text and scene
+    # scenes always do); above 0, a word on the image no longer implies a question about it.
+    word_ratio: float = 0.0
     captions: list[Path] = field(default_factory=list)
     llm: dict[str, Any] = field(default_factory=dict)  # OpenAIBackend fields
     diffusers: dict[str, Any] = field(default_factory=dict)
@@ -103,8 +106,10 @@ def load_pipeline(path: str | os.PathLike, output_dir: str | None = None) -> Pip
         or not (64 <= config.canvas[0] <= 4096 and 64 <= config.canvas[1] <= 4096)
     ):
         raise SynthConfigError(f"canvas must be [width, height] with each in 64..4096, got {config.canvas!r}")
-    if not 0.0 <= config.short_suffix_ratio <= 1.0:
-        raise SynthConfigError(f"short_suffix_ratio must be in [0, 1], got {config.short_suffix_ratio!r}")
+    for name in ("short_suffix_ratio", "word_ratio"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise SynthConfigError(f"{name} must be in [0, 1], got {value!r}")
     if config.image_backend not in ("procedural", "diffusers", "http"):
         raise SynthConfigError(f"image_backend must be procedural, diffusers or http, got {config.image_backend!r}")
     if config.image_backend != "procedural" and not config.captions:
@@ -227,8 +232,10 @@ class Pipeline:
             for n in range(cfg.num_scenes):
                 rng = random.Random(f"{cfg.seed}:{n}")
                 category = cfg.categories[n % len(cfg.categories)]
-                scene = random_scene(rng, category, *cfg.canvas)
-                rid = content_id("scene", cfg.seed, n, category, *cfg.canvas)
+                scene = random_scene(rng, category, *cfg.canvas, word_ratio=cfg.word_ratio)
+                # word_ratio joins the id only when set, so default ids (and resumed stores) stay as they were
+                extra = (cfg.word_ratio,) if cfg.word_ratio else ()
+                rid = content_id("scene", cfg.seed, n, category, *cfg.canvas, *extra)
                 if in_shard(rid, self.shard) and rid not in store:
                     store.append(
                         {

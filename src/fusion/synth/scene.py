@@ -48,11 +48,15 @@ class Scene:
         return cls(**{**d, "objects": [SceneObject(**o) for o in d["objects"]]})
 
 
-def random_scene(rng: random.Random, category: str, width: int = 256, height: int = 192) -> Scene:
+def random_scene(
+    rng: random.Random, category: str, width: int = 256, height: int = 192, word_ratio: float = 0.0
+) -> Scene:
     """A scene whose content fits the category; objects never overlap so every fact is visible.
 
     Sizes scale with the canvas width (256 px is the reference), so small canvases for small
-    models keep the same layout: one object per column, a word in the lower band.
+    models keep the same layout: one object per column, a word in the lower band. Text and scene
+    scenes always carry a word; the others carry one with probability ``word_ratio``, so that a word
+    on the image does not foretell that the question is about it.
     """
     scale = width / 256
     count = rng.randint(1, 4) if category in ("SynthCount", "SynthScene") else rng.randint(1, 3)
@@ -76,6 +80,8 @@ def random_scene(rng: random.Random, category: str, width: int = 256, height: in
                 break
         objects.append(obj)
     text = rng.choice(WORDS) if category in ("SynthText", "SynthScene") else None
+    if text is None and word_ratio > 0.0 and rng.random() < word_ratio:  # no draw at 0: default data unchanged
+        text = rng.choice(WORDS)
     return Scene(width, height, "white", objects, text, "black")
 
 
