@@ -345,9 +345,14 @@ def test_lora_training_saves_adapter_and_trainables(workspace):
 
 def test_warmup_trains_the_decoder_alone_and_loss_falls(workspace, tmp_path):
     """Stage 0 changes every decoder tensor and nothing on the vision side, and its loss falls."""
-    from fusion.train.warmup import WarmupConfig, decoder_config, plain_decoder_class, warm_up
+    from fusion.train.warmup import WarmupConfig, decoder_config, fresh_decoder, plain_decoder_class, warm_up
 
     data, _ = make_dataset(tmp_path, n=0, text_only=24)
+    rng_state = torch.random.get_rng_state()
+    init = fusion.FusionForCausalLM.from_pretrained(workspace / "init")
+    one, two = fresh_decoder(init, seed=0).state_dict(), fresh_decoder(init, seed=0).state_dict()
+    assert torch.equal(rng_state, torch.random.get_rng_state())  # seeded apart from the global RNG
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
     config = WarmupConfig(steps=40, batch_size=8, lr=3e-3, log_every=5)
     summary = warm_up(workspace / "init", [data], tmp_path / "w", config)
     history = summary["history"]
@@ -372,6 +377,14 @@ def test_warmup_refuses_image_samples_with_their_id(workspace, tmp_path, capsys)
     err = capsys.readouterr().err
     assert rc == 2 and "sample s0 has an image" in err and "Traceback" not in err
     assert not (tmp_path / "w").exists()
+
+    from fusion.train.warmup import warm_up
+
+    long = tmp_path / "long.json"
+    turns = [{"from": "human", "value": "How many red stars? " * 2000}, {"from": "gpt", "value": "Two."}]
+    long.write_text(json.dumps([{"id": "long0", "conversations": turns}]))
+    with pytest.raises(DataError, match=r"sample long0 has \d+ tokens, more than the decoder's 2048"):
+        warm_up(workspace / "init", [long], tmp_path / "w")
 
 
 def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):

@@ -1,19 +1,19 @@
 """Stage 0: a language-only warm-up of a fresh FUSION model's decoder on text conversations.
 
-A decoder trained from scratch on image data alone never learns to look up an option's letter: the
-tiny model's multiple-choice answers stay at chance however long stages 1-2 run, while a plain decoder
-trained on the same questions in text form ("Scene: <caption>" + options) learns the lookup within a
-few thousand steps and keeps it through the visual stages. Stage 0 trains that plain decoder: the
-checkpoint's own LLM class (``LlamaForCausalLM`` for ``fusion_llama``, ...) and chat format, with the
-latent-token markers dropped, then writes it into the FUSION checkpoint. The vision tower, projectors and
-interaction layers are left as they were. The decoder starts from ``seed`` alone, so models that differ
-only on the vision side (the ablations) get the same stage 0.
+In our runs a decoder trained from scratch on image data alone did not learn to look up an option's
+letter: the tiny model's multiple-choice answers stayed at chance however long stages 1-2 ran, while a
+plain decoder trained on the same questions in text form ("Scene: <caption>" + options) learned the
+lookup within two thousand steps and kept it through the visual stages (README, "Tiny model").
+Stage 0 trains that plain decoder: the checkpoint's own LLM class (``LlamaForCausalLM`` for
+``fusion_llama``, ...) and chat format, with the latent-token markers dropped, then writes it into the
+FUSION checkpoint. The vision tower, projectors and interaction layers are left as they were. The
+decoder starts from ``seed`` alone, so models that differ only on the vision side (the ablations) get
+the same stage 0.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -28,8 +28,6 @@ from ..constants import IGNORE_INDEX
 from ..modeling_fusion import FusionForCausalLM
 from ..processing_fusion import ConversationError, FusionProcessor
 from .data import DataError, load_records
-
-logger = logging.getLogger(__name__)
 
 STATE_FILE = "warmup_state.json"
 
@@ -61,9 +59,11 @@ def decoder_config(model: FusionForCausalLM):
 
 
 def fresh_decoder(model: FusionForCausalLM, seed: int) -> PreTrainedModel:
-    """A random decoder with the checkpoint's LLM config, from ``seed`` alone."""
-    torch.manual_seed(seed)
-    return plain_decoder_class(model)(decoder_config(model)).float()
+    """A random decoder with the checkpoint's LLM config, from ``seed`` alone (the global RNG is left as
+    it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return plain_decoder_class(model)(decoder_config(model)).float()
 
 
 def copy_decoder(source: FusionForCausalLM, target: FusionForCausalLM) -> int:
@@ -85,9 +85,12 @@ def copy_decoder(source: FusionForCausalLM, target: FusionForCausalLM) -> int:
     return len(state)
 
 
-def encode_text_records(records: Sequence[dict], processor: FusionProcessor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input_ids, labels) per text-only record, latent markers dropped; a record with an image, or one
-    that cannot be encoded, is an error naming it (stage 0 is text only, and nothing is skipped)."""
+def encode_text_records(
+    records: Sequence[dict], processor: FusionProcessor, max_length: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input_ids, labels) per text-only record, latent markers dropped; a record with an image, one
+    that cannot be encoded or one longer than ``max_length`` is an error naming it (stage 0 is text
+    only, and nothing is skipped or cut)."""
     encoded = []
     for n, record in enumerate(records):
         name = record.get("id", f"#{n}") if isinstance(record, dict) else f"#{n}"
@@ -101,6 +104,8 @@ def encode_text_records(records: Sequence[dict], processor: FusionProcessor) -> 
             raise DataError(f"sample {name}: {err}") from err
         keep = sample["input_ids"] >= 0  # the -300 latent markers: no latents in a plain decoder
         labels = sample["labels"][keep]
+        if int(keep.sum()) > max_length:
+            raise DataError(f"sample {name} has {int(keep.sum())} tokens, more than the decoder's {max_length}")
         encoded.append((sample["input_ids"][keep], torch.where(labels < 0, IGNORE_INDEX, labels)))
         if not (encoded[-1][1] != IGNORE_INDEX).any():
             raise DataError(f"sample {name} has no answer to learn")
@@ -133,8 +138,8 @@ def warm_up(
     records = [r for path in data for r in load_records(path)]
     if not records:
         raise DataError("no samples in " + ", ".join(str(p) for p in data))
-    samples = encode_text_records(records, processor)
     decoder = fresh_decoder(model, config.seed).train()
+    samples = encode_text_records(records, processor, decoder.config.max_position_embeddings)
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
