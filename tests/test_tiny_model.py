@@ -37,20 +37,19 @@ def test_shipped_model_accuracy_on_held_out_slice(tmp_path):
     assert result["headline"]["Synth"] >= MIN_ACCURACY, result["metrics"]
 
 
+def _run_offline(*args: str) -> subprocess.CompletedProcess:
+    """Runs Python from the repository root as a user would, with the hub unreachable."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
 def test_readme_first_command_answers_correctly():
     readme = (REPO / "README.md").read_text()
     command = re.search(r"&& (fusion chat [^\n`]+)", readme).group(1)
     args = re.findall(r'"[^"]*"|\S+', command)[2:]
     args = [a.strip('"') for a in args]
     expected = re.search(r"prints `([^`]+)`", readme).group(1)
-    res = subprocess.run(
-        [sys.executable, "-m", "fusion.cli", "chat", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        timeout=300,
-    )
+    res = _run_offline("-m", "fusion.cli", "chat", *args)
     assert res.returncode == 0, res.stderr
     assert is_correct(res.stdout.strip(), {"answer": expected}), res.stdout
 
@@ -60,13 +59,6 @@ def test_readme_python_example_prints_its_answer():
     section = readme.split("## Python API", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     expected = re.search(r"\)\)  # (\S+)\n", code).group(1)
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        timeout=300,
-    )
+    res = _run_offline("-c", code)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == expected, res.stdout

@@ -74,12 +74,13 @@ def _train(args: argparse.Namespace) -> int:
 def _warmup(args: argparse.Namespace) -> int:
     from ..cli import CliError
     from .data import DataError
+    from .trainer import TrainingError
     from .warmup import WarmupConfig, warm_up
 
     config = WarmupConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     try:
         summary = warm_up(args.model, args.data, args.out, config)
-    except (DataError, OSError, ValueError) as err:
+    except (DataError, TrainingError, OSError, ValueError) as err:
         raise CliError(str(err).splitlines()[0]) from err
     print(
         f"[fusion] stage 0: {summary['steps']} steps on {summary['samples']} text samples, final loss "

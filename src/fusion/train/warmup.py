@@ -28,6 +28,7 @@ from ..constants import IGNORE_INDEX
 from ..modeling_fusion import FusionForCausalLM
 from ..processing_fusion import ConversationError, FusionProcessor
 from .data import DataError, load_records
+from .trainer import TrainingError
 
 STATE_FILE = "warmup_state.json"
 
@@ -66,13 +67,13 @@ def fresh_decoder(model: FusionForCausalLM, seed: int) -> PreTrainedModel:
         return plain_decoder_class(model)(decoder_config(model)).float()
 
 
-def copy_decoder(source: FusionForCausalLM, target: FusionForCausalLM) -> int:
-    """Copies the decoder (the plain causal LM's tensors) of one FUSION model into another with the same
-    LLM config, e.g. a shared stage 0 into an ablation's fresh model; returns how many tensors it copied."""
+def copy_decoder(source: PreTrainedModel, target: FusionForCausalLM) -> int:
+    """Copies the decoder (the plain causal LM's tensors) of a FUSION model, or a plain decoder, into a
+    FUSION model with the same LLM config, e.g. a shared stage 0 into an ablation's fresh model; returns
+    how many tensors it copied."""
     a, b = decoder_config(source).to_dict(), decoder_config(target).to_dict()
-    bookkeeping = ("dtype", "torch_dtype", "transformers_version", "architectures")
     differ = sorted(
-        k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith("_") and k not in bookkeeping
+        k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith("_") and "dtype" not in k
     )
     if differ:
         raise ValueError(f"the decoders differ in {', '.join(differ)}")
@@ -87,10 +88,10 @@ def copy_decoder(source: FusionForCausalLM, target: FusionForCausalLM) -> int:
 
 def encode_text_records(
     records: Sequence[dict], processor: FusionProcessor, max_length: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(input_ids, labels) per text-only record, latent markers dropped; a record with an image, one
-    that cannot be encoded or one longer than ``max_length`` is an error naming it (stage 0 is text
-    only, and nothing is skipped or cut)."""
+) -> list[dict[str, torch.Tensor]]:
+    """Encoded text-only records (``processor.collate`` batches them), latent markers dropped; a record
+    with an image, one that cannot be encoded or one longer than ``max_length`` is an error naming it
+    (stage 0 is text only, and nothing is skipped or cut)."""
     encoded = []
     for n, record in enumerate(records):
         name = record.get("id", f"#{n}") if isinstance(record, dict) else f"#{n}"
@@ -103,25 +104,16 @@ def encode_text_records(
         except (ConversationError, KeyError, TypeError, ValueError) as err:
             raise DataError(f"sample {name}: {err}") from err
         keep = sample["input_ids"] >= 0  # the -300 latent markers: no latents in a plain decoder
-        labels = sample["labels"][keep]
         if int(keep.sum()) > max_length:
             raise DataError(f"sample {name} has {int(keep.sum())} tokens, more than the decoder's {max_length}")
-        encoded.append((sample["input_ids"][keep], torch.where(labels < 0, IGNORE_INDEX, labels)))
-        if not (encoded[-1][1] != IGNORE_INDEX).any():
+        labels = sample["labels"][keep]
+        labels = torch.where(labels < 0, IGNORE_INDEX, labels)  # -400 instruction marks are FUSION's only
+        if not (labels != IGNORE_INDEX).any():
             raise DataError(f"sample {name} has no answer to learn")
+        encoded.append(
+            {"input_ids": sample["input_ids"][keep], "labels": labels, "instruct_ids": torch.zeros(1, dtype=torch.long)}
+        )
     return encoded
-
-
-def _batch(items: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    length = max(len(ids) for ids, _ in items)
-    input_ids = torch.full((len(items), length), pad_id)
-    labels = torch.full((len(items), length), IGNORE_INDEX)
-    mask = torch.zeros((len(items), length), dtype=torch.long)
-    for row, (ids, lab) in enumerate(items):
-        input_ids[row, : len(ids)] = ids
-        labels[row, : len(lab)] = lab
-        mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
 
 def warm_up(
@@ -150,18 +142,19 @@ def warm_up(
         if len(order) < config.batch_size:
             order += torch.randperm(len(samples), generator=generator).tolist()
         picked, order = order[: config.batch_size], order[config.batch_size :]
-        loss = decoder(**_batch([samples[i] for i in picked], processor.pad_token_id)).loss
+        batch = processor.collate([samples[i] for i in picked])
+        loss = decoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+        ).loss
         if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"stage 0: loss is {loss.item()} at step {step}")
+            raise TrainingError(f"stage 0: loss is {loss.item()} at step {step}")
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % config.log_every == 0 or step == config.steps:
             history.append({"step": step, "loss": round(loss.item(), 4)})
             progress.set_postfix(loss=f"{loss.item():.3f}")
-    missing, unexpected = model.load_state_dict(decoder.state_dict(), strict=False)
-    if unexpected:
-        raise RuntimeError(f"decoder parameters the FUSION model lacks: {unexpected[:5]}")
+    copied = copy_decoder(decoder, model)
     out = Path(out)
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -172,7 +165,7 @@ def warm_up(
         "seconds": round(time.perf_counter() - start, 1),
         "config": vars(config),
         "history": history,
-        "untouched_parameters": len(missing),
+        "untouched_parameters": len(model.state_dict()) - copied,
     }
     (out / STATE_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
