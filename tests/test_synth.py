@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from fusion.synth.pipeline import Pipeline, SynthConfigError, finalize_outputs, load_pipeline
-from fusion.synth.scene import COLORS, NUMBER_WORDS, Scene, describe, exact_qa, random_scene, render
+from fusion.synth.scene import COLORS, NUMBER_WORDS, Scene, SceneObject, describe, exact_qa, random_scene, render
 from fusion.synth.store import JsonlStore
 
 from .conftest import REPO
@@ -354,3 +354,9 @@ def test_word_ratio_puts_words_on_scenes_whose_questions_ignore_them(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(base | {"word_ratio": 1.5}))
     with pytest.raises(SynthConfigError, match="word_ratio"):
         load_pipeline(tmp_path / "bad.yaml")
+
+
+def test_captions_use_the_article_the_next_word_needs():
+    objects = [SceneObject("circle", "orange", 10, 10, 8), SceneObject("square", "red", 40, 10, 8)]
+    scene = Scene(64, 64, "orange", objects)
+    assert describe(scene) == "An orange background with an orange circle, a red square from left to right."

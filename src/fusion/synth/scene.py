@@ -107,9 +107,14 @@ def render(scene: Scene) -> Image.Image:
 
 def describe(scene: Scene) -> str:
     """A caption that states exactly what is drawn."""
-    parts = [f"a {o.color} {o.shape}" for o in scene.objects]
+    parts = [f"{_article(o.color)} {o.color} {o.shape}" for o in scene.objects]
     text = f" and the word {scene.text}" if scene.text else ""
-    return f"A {scene.background} background with {', '.join(parts)} from left to right{text}."
+    background = f"{_article(scene.background).capitalize()} {scene.background} background"
+    return f"{background} with {', '.join(parts)} from left to right{text}."
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _name(o: SceneObject) -> str:
