@@ -114,7 +114,7 @@ def describe(scene: Scene) -> str:
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
+    return "an" if word[:1].lower() in ("a", "e", "i", "o", "u") else "a"  # "" is not a vowel
 
 
 def _name(o: SceneObject) -> str:
