@@ -77,7 +77,9 @@ def _warmup(args: argparse.Namespace) -> int:
     from .trainer import TrainingError
     from .warmup import WarmupConfig, warm_up
 
-    config = WarmupConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    config = WarmupConfig(
+        steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, group_by_length=args.group_by_length
+    )
     try:
         summary = warm_up(args.model, args.data, args.out, config)
     except (DataError, TrainingError, OSError, ValueError) as err:
@@ -161,6 +163,12 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     warmup.add_argument("--lr", type=float, default=5e-4)
     warmup.add_argument("--batch-size", type=int, default=32)
     warmup.add_argument("--seed", type=int, default=0)
+    warmup.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batches of similar lengths (less padding); --no-group-by-length draws plain shuffled batches",
+    )
     warmup.set_defaults(func=_warmup)
 
     init = subparsers.add_parser("init", help="build a new FUSION model from a base LLM and a SigLIP tower")

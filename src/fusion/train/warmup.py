@@ -27,7 +27,7 @@ from transformers import PreTrainedModel
 from ..constants import IGNORE_INDEX
 from ..modeling_fusion import FusionForCausalLM
 from ..processing_fusion import ConversationError, FusionProcessor
-from .data import DataError, load_records
+from .data import DataError, epoch_order, load_records
 from .trainer import TrainingError
 
 STATE_FILE = "warmup_state.json"
@@ -41,6 +41,7 @@ class WarmupConfig:
     weight_decay: float = 0.0
     seed: int = 0
     log_every: int = 100
+    group_by_length: bool = True  # batches of similar lengths: less padding, ~25% less time per step
 
 
 def plain_decoder_class(model: FusionForCausalLM) -> type[PreTrainedModel]:
@@ -120,8 +121,9 @@ def warm_up(
     model_dir: str | Path, data: Sequence[str | Path], out: str | Path, config: WarmupConfig | None = None
 ) -> dict:
     """Trains a fresh decoder on ``data`` (text-only LLaVA-format files) and writes ``model_dir`` with it
-    to ``out``. Samples are drawn in a fresh seeded permutation per epoch; the learning rate is constant
-    (the lookup this stage exists for forms late, and a decaying rate stalls it)."""
+    to ``out``. Samples are drawn in a fresh seeded order per epoch (length-grouped unless the config
+    says otherwise); the learning rate is constant (the lookup this stage exists for forms late, and a
+    decaying rate stalls it)."""
     config = config or WarmupConfig()
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError("steps and batch_size must be positive")
@@ -133,14 +135,17 @@ def warm_up(
     decoder = fresh_decoder(model, config.seed).train()
     samples = encode_text_records(records, processor, decoder.config.max_position_embeddings)
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
+    lengths = [len(s["input_ids"]) for s in samples]
+    text_only = [False] * len(samples)
     order: list[int] = []
+    epoch = 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     progress = tqdm(range(1, config.steps + 1), desc="stage 0 (text)", unit="step")
     for step in progress:
         if len(order) < config.batch_size:
-            order += torch.randperm(len(samples), generator=generator).tolist()
+            order += epoch_order(lengths, text_only, config.batch_size, config.seed, epoch, config.group_by_length)
+            epoch += 1
         picked, order = order[: config.batch_size], order[config.batch_size :]
         batch = processor.collate([samples[i] for i in picked])
         loss = decoder(
