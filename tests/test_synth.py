@@ -290,6 +290,31 @@ def test_procedural_short_suffix_ratio_asks_some_questions_plainly(tmp_path):
         load_pipeline(bad)
 
 
+def test_resuming_with_other_content_settings_is_refused_and_keeps_the_outputs(tmp_path):
+    """A resumed run keeps its stored records: resuming with another short_suffix_ratio (or seed, ...)
+    would mix two datasets, so it is refused naming the setting, the folder is left as it was, and the
+    CLI says so without a traceback. Extending num_scenes is a resume like any other."""
+    cfg = {"output_dir": "out", "image_backend": "procedural", "num_scenes": 20, "seed": 7}
+    cfg |= {"instruction_types": ["short_conversation"], "short_suffix_ratio": 1.0}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    Pipeline(load_pipeline(tmp_path / "p.yaml")).run()
+    before = (tmp_path / "out" / "qa.jsonl").read_bytes()
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump(cfg | {"short_suffix_ratio": 0.5}))
+    with pytest.raises(SynthConfigError, match=r"short_suffix_ratio=1\.0; use another output folder"):
+        Pipeline(load_pipeline(tmp_path / "q.yaml")).run()
+    assert (tmp_path / "out" / "qa.jsonl").read_bytes() == before
+    res = subprocess.run(
+        [sys.executable, "-m", "fusion.cli", "synth", "run", str(tmp_path / "q.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode != 0 and "short_suffix_ratio" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg | {"num_scenes": 30}))
+    Pipeline(load_pipeline(tmp_path / "p.yaml")).run()
+    assert len(_data(tmp_path / "out")) == 30
+
+
 def test_text_multiple_choice_is_text_only_with_two_to_four_options(tmp_path):
     """`text_multiple_choice` writes no image: the scene's caption opens the first turn, every question
     whose answer has distractors lists 2-4 options and the letter names the exact answer; the records

@@ -396,6 +396,7 @@ class Pipeline:
 
     def run(self, finalize: bool = True) -> dict[str, Any] | None:
         record_filters(self.out, self.config.filters)
+        record_settings(self.out, self.config)
         self.stage_captions()
         asyncio.run(self.stage_descriptions())
         self.stage_images()
@@ -409,6 +410,42 @@ class Pipeline:
 
 
 FILTERS_FILE = "filters.json"
+SETTINGS_FILE = "settings.json"
+
+
+def content_settings(config: PipelineConfig) -> dict[str, Any]:
+    """The settings that decide what a stored record says. A resumed run keeps every record already in
+    its stores, so resuming with other values would mix two datasets without a word. (Not here: what
+    only extends a run, such as num_scenes and max_captions, or only changes how it runs.)"""
+    return {
+        "image_backend": config.image_backend,
+        "categories": list(config.categories),
+        "instruction_types": list(config.instruction_types),
+        "seed": config.seed,
+        "canvas": list(config.canvas),
+        "short_suffix_ratio": config.short_suffix_ratio,
+        "word_ratio": config.word_ratio,
+        "llm_model": config.llm.get("model"),
+    }
+
+
+def record_settings(out: Path, config: PipelineConfig) -> None:
+    """Writes :func:`content_settings` next to the outputs on the first run; a later run into the same
+    folder (a resume, another shard) must have the same, or it is refused naming what differs."""
+    path = Path(out) / SETTINGS_FILE
+    wanted = content_settings(config)
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise SynthConfigError(f"{path} is malformed: {err}") from err
+        differ = sorted(k for k in wanted.keys() | recorded.keys() if recorded.get(k) != wanted.get(k))
+        if differ:
+            was = ", ".join(f"{k}={recorded.get(k)!r}" for k in differ)
+            raise SynthConfigError(f"{out} holds outputs made with {was}; use another output folder")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(wanted, indent=1))
 
 
 def record_filters(out: Path, filters: FilterConfig) -> None:
