@@ -76,6 +76,25 @@ def test_image_marker_moves_to_first_turn(tiny_llama):
     assert enc["labels"].tolist().count(-400) == 2
 
 
+def test_a_custom_system_prompt_is_saved_used_and_reloaded(tiny_llama, tmp_path):
+    """A checkpoint's own system turn replaces the family default in every prompt, survives
+    save/load (chat, serve and eval read it from the folder), and the default is not written out."""
+    _, processor = tiny_llama
+    messages = [{"role": "user", "content": "What is it?"}]
+    default = processor.render(messages, add_generation_prompt=True)
+    assert processor.template.default_system in default
+    custom = FusionProcessor(processor.image_processor, processor.tokenizer, "llama_3", system_prompt="Be brief.")
+    custom.save_pretrained(tmp_path / "custom")
+    processor.save_pretrained(tmp_path / "default")
+    for loaded in (custom, FusionProcessor.from_pretrained(tmp_path / "custom")):
+        prompt = loaded.render(messages, add_generation_prompt=True)
+        assert "Be brief.<|eot_id|>" in prompt and processor.template.default_system not in prompt
+        assert prompt == default.replace(processor.template.default_system, "Be brief.")
+    assert "system_prompt" not in (tmp_path / "default" / "processor_config.json").read_text()
+    reloaded = FusionProcessor.from_pretrained(tmp_path / "default")
+    assert reloaded.render(messages, add_generation_prompt=True) == default
+
+
 def test_unalignable_labels_raise():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Split("\u0000", "isolated")  # no pre-splitting: merges cross newlines

@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,15 @@ class FusionProcessor:
         tokenizer: PreTrainedTokenizerBase,
         chat_template_name: str = "phi_3",
         use_im_start_end: bool = True,
+        system_prompt: str | None = None,
     ):
+        """``system_prompt`` replaces the family's default system turn (the released checkpoints use the
+        default; a model trained from scratch may use a shorter one, which every turn of training pays for)."""
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.template = get_template(chat_template_name)
+        if system_prompt is not None:
+            self.template = replace(self.template, default_system=system_prompt)
         self.use_im_start_end = use_im_start_end
         self.chat_template = jinja_template(self.template, use_im_start_end)
 
@@ -101,7 +107,13 @@ class FusionProcessor:
                 raise ValueError(f"cannot choose a chat template for model type {config.model_type!r}")
             saved.setdefault("chat_template_name", name)
             saved.setdefault("use_im_start_end", bool(getattr(config, "mm_use_im_start_end", True)))
-        return cls(image_processor, tokenizer, saved["chat_template_name"], saved["use_im_start_end"])
+        return cls(
+            image_processor,
+            tokenizer,
+            saved["chat_template_name"],
+            saved["use_im_start_end"],
+            saved.get("system_prompt"),
+        )
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         path = Path(path)
@@ -114,6 +126,8 @@ class FusionProcessor:
             "use_im_start_end": self.use_im_start_end,
             "chat_template": self.chat_template,
         }
+        if self.template != get_template(self.template.name):
+            cfg["system_prompt"] = self.template.default_system
         (path / PROCESSOR_CONFIG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
     # ----- text -------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .chat_templates import get_template
-from .configuration_fusion import CONFIG_CLASSES, TEMPLATE_BY_MODEL_TYPE
+from .configuration_fusion import CONFIG_CLASSES
 from .constants import VISION_END, VISION_START
 from .image_processing_fusion import FusionImageProcessor
 from .modeling_fusion import FusionForCausalLM
@@ -21,6 +20,10 @@ from .processing_fusion import FusionProcessor
 
 # The default of `fusion chat`, `fusion serve` and the quick start: trained by recipes/tiny/train.sh.
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-fusion"
+
+# The trained tiny model's system turn. The Llama-3.1 FUSION default is 61 tokens, a third of a
+# stage-0 sample: a model that starts from scratch learns as well from a short one, in less time.
+TINY_SYSTEM_PROMPT = "Answer questions about the image."
 
 # Special tokens of each family's chat format: (bos, eos, pad, others).
 _FAMILY_TOKENS = {
@@ -129,7 +132,9 @@ def build_tiny(family: str = "llama", seed: int = 0, **overrides) -> tuple[Fusio
     return model.eval(), processor
 
 
-def _assemble(tokenizer: PreTrainedTokenizerFast, config, seed: int) -> tuple[FusionForCausalLM, FusionProcessor]:
+def _assemble(
+    tokenizer: PreTrainedTokenizerFast, config, seed: int, system_prompt: str | None = None
+) -> tuple[FusionForCausalLM, FusionProcessor]:
     """A seeded random-weight model of ``config`` with the tokenizer's special ids, and its processor."""
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(config, name, getattr(tokenizer, name))
@@ -138,7 +143,7 @@ def _assemble(tokenizer: PreTrainedTokenizerFast, config, seed: int) -> tuple[Fu
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(model.generation_config, name, getattr(tokenizer, name))
     image_processor = FusionImageProcessor(image_size=config.vision_config["image_size"])
-    return model, FusionProcessor(image_processor, tokenizer, config.chat_template_name)
+    return model, FusionProcessor(image_processor, tokenizer, config.chat_template_name, system_prompt=system_prompt)
 
 
 def save_tiny(out_dir: str | os.PathLike, family: str = "llama", seed: int = 0) -> Path:
@@ -184,20 +189,25 @@ def init_from_corpus(
     vocab_size: int = 1024,
     seed: int = 0,
     decoder: str | os.PathLike | None = None,
+    system_prompt: str = TINY_SYSTEM_PROMPT,
     **overrides,
 ) -> Path:
     """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
     the starting point of the tiny recipe's stage 0. With ``decoder`` (a checkpoint of the same tokenizer
     and LLM config, e.g. an earlier run's stage 0), its decoder weights replace the random ones."""
-    system = get_template(TEMPLATE_BY_MODEL_TYPE["fusion_llama"]).default_system
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
-    tokenizer = build_tokenizer("llama", vocab_size, [system] * 100 + corpus_texts(corpus_files))
-    model, processor = _assemble(tokenizer, trained_tiny_config(len(tokenizer), **overrides), seed)
+    corpus = [system_prompt] * 100 + corpus_texts(corpus_files)
+    tokenizer = build_tokenizer("llama", vocab_size, corpus)
+    config = trained_tiny_config(len(tokenizer), **overrides)
+    model, processor = _assemble(tokenizer, config, seed, system_prompt)
     if decoder is not None:
         from .train.warmup import copy_decoder
 
-        if FusionProcessor.from_pretrained(decoder).tokenizer.get_vocab() != tokenizer.get_vocab():
+        trained = FusionProcessor.from_pretrained(decoder)
+        if trained.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ValueError(f"{decoder} was trained with another tokenizer (a different corpus)")
+        if trained.template != processor.template:
+            raise ValueError(f"{decoder} was trained with another system prompt or chat format")
         copy_decoder(FusionForCausalLM.from_pretrained(decoder, dtype=torch.float32), model)
     out = Path(out)
     model.save_pretrained(out)
@@ -224,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--decoder", help="take the decoder weights from this checkpoint (same corpus and LLM)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
+    parser.add_argument("--system-prompt", default=TINY_SYSTEM_PROMPT, help="the chat format's system turn")
     args = parser.parse_args(argv)
     if not args.out:  # never a default: the embedded checkpoint is the trained model, not to overwrite
         parser.error("--out is required")
@@ -237,7 +248,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = _parse_value(value)
     try:
-        print(init_from_corpus(args.corpus, args.out, args.vocab_size, args.seed, args.decoder, **overrides))
+        out = init_from_corpus(
+            args.corpus, args.out, args.vocab_size, args.seed, args.decoder, args.system_prompt, **overrides
+        )
+        print(out)
     except (OSError, ValueError) as err:
         parser.error(str(err).splitlines()[0])
 
