@@ -166,8 +166,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     warmup.add_argument(
         "--group-by-length",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="batches of similar lengths (less padding); --no-group-by-length draws plain shuffled batches",
+        default=False,
+        help="batches of similar lengths: less padding, but each batch is mostly one kind of question",
     )
     warmup.set_defaults(func=_warmup)
 

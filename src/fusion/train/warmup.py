@@ -41,7 +41,10 @@ class WarmupConfig:
     weight_decay: float = 0.0
     seed: int = 0
     log_every: int = 100
-    group_by_length: bool = True  # batches of similar lengths: less padding, ~25% less time per step
+    # Length-grouped batches cut padding (~25% of the tiny recipe's stage-0 time) but make each batch
+    # mostly one kind of question (lengths follow the category): a fresh 4500-step run with them scored
+    # 65.9% on text turns against 69.7% for 3000 mixed steps. Off unless asked for.
+    group_by_length: bool = False
 
 
 def plain_decoder_class(model: FusionForCausalLM) -> type[PreTrainedModel]:
@@ -121,9 +124,9 @@ def warm_up(
     model_dir: str | Path, data: Sequence[str | Path], out: str | Path, config: WarmupConfig | None = None
 ) -> dict:
     """Trains a fresh decoder on ``data`` (text-only LLaVA-format files) and writes ``model_dir`` with it
-    to ``out``. Samples are drawn in a fresh seeded order per epoch (length-grouped unless the config
-    says otherwise); the learning rate is constant (the lookup this stage exists for forms late, and a
-    decaying rate stalls it)."""
+    to ``out``. Samples are drawn in a fresh seeded order per epoch (length-grouped if the config
+    asks); the learning rate is constant (the lookup this stage exists for forms late, and a decaying
+    rate stalls it)."""
     config = config or WarmupConfig()
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError("steps and batch_size must be positive")
