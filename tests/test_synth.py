@@ -300,7 +300,7 @@ def test_resuming_with_other_content_settings_is_refused_and_keeps_the_outputs(t
     Pipeline(load_pipeline(tmp_path / "p.yaml")).run()
     before = (tmp_path / "out" / "qa.jsonl").read_bytes()
     (tmp_path / "q.yaml").write_text(yaml.safe_dump(cfg | {"short_suffix_ratio": 0.5}))
-    with pytest.raises(SynthConfigError, match=r"short_suffix_ratio=1\.0; use another output folder"):
+    with pytest.raises(SynthConfigError, match=r"other settings \(short_suffix_ratio=1\.0\); use another"):
         Pipeline(load_pipeline(tmp_path / "q.yaml")).run()
     assert (tmp_path / "out" / "qa.jsonl").read_bytes() == before
     res = subprocess.run(

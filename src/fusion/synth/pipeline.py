@@ -432,8 +432,17 @@ def content_settings(config: PipelineConfig) -> dict[str, Any]:
 def record_settings(out: Path, config: PipelineConfig) -> None:
     """Writes :func:`content_settings` next to the outputs on the first run; a later run into the same
     folder (a resume, another shard) must have the same, or it is refused naming what differs."""
-    path = Path(out) / SETTINGS_FILE
-    wanted = content_settings(config)
+    _record(Path(out), SETTINGS_FILE, content_settings(config), "settings")
+
+
+def record_filters(out: Path, filters: FilterConfig) -> None:
+    """Writes the run's filters next to its outputs, so that `fusion synth merge` applies the same ones;
+    shards of one run must agree on them."""
+    _record(Path(out), FILTERS_FILE, asdict(filters), "filters")
+
+
+def _record(out: Path, name: str, wanted: dict[str, Any], what: str) -> None:
+    path = out / name
     if path.is_file():
         try:
             recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -442,23 +451,7 @@ def record_settings(out: Path, config: PipelineConfig) -> None:
         differ = sorted(k for k in wanted.keys() | recorded.keys() if recorded.get(k) != wanted.get(k))
         if differ:
             was = ", ".join(f"{k}={recorded.get(k)!r}" for k in differ)
-            raise SynthConfigError(f"{out} holds outputs made with {was}; use another output folder")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(wanted, indent=1))
-
-
-def record_filters(out: Path, filters: FilterConfig) -> None:
-    """Writes the run's filters next to its outputs, so that `fusion synth merge` applies the same ones;
-    shards of one run must agree on them."""
-    path = Path(out) / FILTERS_FILE
-    wanted = asdict(filters)
-    if path.is_file():
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-        if recorded != wanted:
-            raise SynthConfigError(
-                f"{out} holds outputs made with other filters ({recorded}); use another output folder"
-            )
+            raise SynthConfigError(f"{out} holds outputs made with other {what} ({was}); use another output folder")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, json.dumps(wanted, indent=1))
