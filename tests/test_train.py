@@ -416,10 +416,10 @@ def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):
     )
     a, b = load_file(first / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert not any(k.startswith("model.vision_sampler_layers.") for k in b)
-    from fusion.tiny import TINY_SYSTEM_PROMPT
-
-    prompt = fusion.FusionProcessor.from_pretrained(first).render([{"role": "user", "content": "Hi"}])
-    assert f"system<|end_header_id|>\n\n{TINY_SYSTEM_PROMPT}<|eot_id|>" in prompt  # the short system turn
+    brief = init_from_corpus([corpus], tmp_path / "e", vocab_size=400, system_prompt="Be brief.")
+    for folder, system in ((first, "You are a helpful, highly intelligent"), (brief, "Be brief.<|eot_id|>")):
+        prompt = fusion.FusionProcessor.from_pretrained(folder).render([{"role": "user", "content": "Hi"}])
+        assert f"system<|end_header_id|>\n\n{system}" in prompt
     shared = [k for k in b if not k.startswith(("model.vision_tower.", "model.mm_projector.", "model.aux_projector."))]
     assert len(shared) > 10 and all(torch.equal(a[k], b[k]) for k in shared)
     assert not torch.equal(a["model.mm_projector.0.weight"], b["model.mm_projector.0.weight"])

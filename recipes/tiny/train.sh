@@ -40,7 +40,7 @@ if [ -n "${FUSION_TINY_STAGE0:-}" ]; then
   python -m fusion.tiny --corpus "${CORPUS[@]}" --decoder "$FUSION_TINY_STAGE0" --out "$OUT/stage0" "$@"
 else
   python -m fusion.tiny --corpus "${CORPUS[@]}" --out "$OUT/init" "$@"
-  fusion warmup --model "$OUT/init" --data "$DATA/stage0/data.json" --out "$OUT/stage0" --steps 4500
+  fusion warmup --model "$OUT/init" --data "$DATA/stage0/data.json" --out "$OUT/stage0" --steps 3000
 fi
 echo "[tiny] stage 0 done after ${SECONDS}s"
 "${TRAIN[@]}" "$HERE/stage1.yaml" --model "$OUT/stage0" --data "$DATA/stage1/data.json" \

@@ -12,7 +12,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .configuration_fusion import CONFIG_CLASSES
+from .chat_templates import get_template
+from .configuration_fusion import CONFIG_CLASSES, TEMPLATE_BY_MODEL_TYPE
 from .constants import VISION_END, VISION_START
 from .image_processing_fusion import FusionImageProcessor
 from .modeling_fusion import FusionForCausalLM
@@ -20,10 +21,6 @@ from .processing_fusion import FusionProcessor
 
 # The default of `fusion chat`, `fusion serve` and the quick start: trained by recipes/tiny/train.sh.
 EMBEDDED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny-fusion"
-
-# The trained tiny model's system turn. The Llama-3.1 FUSION default is 61 tokens, a third of a
-# stage-0 sample: a model that starts from scratch learns as well from a short one, in less time.
-TINY_SYSTEM_PROMPT = "Answer questions about the image."
 
 # Special tokens of each family's chat format: (bos, eos, pad, others).
 _FAMILY_TOKENS = {
@@ -189,14 +186,17 @@ def init_from_corpus(
     vocab_size: int = 1024,
     seed: int = 0,
     decoder: str | os.PathLike | None = None,
-    system_prompt: str = TINY_SYSTEM_PROMPT,
+    system_prompt: str | None = None,
     **overrides,
 ) -> Path:
     """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
     the starting point of the tiny recipe's stage 0. With ``decoder`` (a checkpoint of the same tokenizer
     and LLM config, e.g. an earlier run's stage 0), its decoder weights replace the random ones."""
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
-    corpus = [system_prompt] * 100 + corpus_texts(corpus_files)
+    system = system_prompt
+    if system is None:
+        system = get_template(TEMPLATE_BY_MODEL_TYPE["fusion_llama"]).default_system
+    corpus = [system] * 100 + corpus_texts(corpus_files)
     tokenizer = build_tokenizer("llama", vocab_size, corpus)
     config = trained_tiny_config(len(tokenizer), **overrides)
     model, processor = _assemble(tokenizer, config, seed, system_prompt)
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--decoder", help="take the decoder weights from this checkpoint (same corpus and LLM)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
-    parser.add_argument("--system-prompt", default=TINY_SYSTEM_PROMPT, help="the chat format's system turn")
+    parser.add_argument("--system-prompt", help="the chat format's system turn (default: the family's)")
     args = parser.parse_args(argv)
     if not args.out:  # never a default: the embedded checkpoint is the trained model, not to overwrite
         parser.error("--out is required")

@@ -140,6 +140,7 @@ def warm_up(
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     lengths = [len(s["input_ids"]) for s in samples]
     text_only = [False] * len(samples)
+    generator = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
     epoch = 0
     history: list[dict[str, float]] = []
@@ -147,8 +148,11 @@ def warm_up(
     progress = tqdm(range(1, config.steps + 1), desc="stage 0 (text)", unit="step")
     for step in progress:
         if len(order) < config.batch_size:
-            order += epoch_order(lengths, text_only, config.batch_size, config.seed, epoch, config.group_by_length)
-            epoch += 1
+            if config.group_by_length:
+                order += epoch_order(lengths, text_only, config.batch_size, config.seed, epoch, True)
+                epoch += 1
+            else:  # the order the shipped tiny model was trained with
+                order += torch.randperm(len(samples), generator=generator).tolist()
         picked, order = order[: config.batch_size], order[config.batch_size :]
         batch = processor.collate([samples[i] for i in picked])
         loss = decoder(
