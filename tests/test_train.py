@@ -343,8 +343,10 @@ def test_lora_training_saves_adapter_and_trainables(workspace):
     assert not torch.equal(merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
 
 
-def test_warmup_trains_the_decoder_alone_and_loss_falls(workspace, tmp_path):
-    """Stage 0 changes every decoder tensor and nothing on the vision side, and its loss falls."""
+@pytest.mark.parametrize("grouped", [False, True])
+def test_warmup_trains_the_decoder_alone_and_loss_falls(workspace, tmp_path, grouped):
+    """Stage 0 changes every decoder tensor and nothing on the vision side, and its loss falls, with
+    mixed or length-grouped batches."""
     from fusion.train.warmup import WarmupConfig, decoder_config, fresh_decoder, plain_decoder_class, warm_up
 
     data, _ = make_dataset(tmp_path, n=0, text_only=24)
@@ -353,7 +355,7 @@ def test_warmup_trains_the_decoder_alone_and_loss_falls(workspace, tmp_path):
     one, two = fresh_decoder(init, seed=0).state_dict(), fresh_decoder(init, seed=0).state_dict()
     assert torch.equal(rng_state, torch.random.get_rng_state())  # seeded apart from the global RNG
     assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
-    config = WarmupConfig(steps=40, batch_size=8, lr=3e-3, log_every=5)
+    config = WarmupConfig(steps=40, batch_size=8, lr=3e-3, log_every=5, group_by_length=grouped)
     summary = warm_up(workspace / "init", [data], tmp_path / "w", config)
     history = summary["history"]
     assert summary["samples"] == 24 and history[-1]["step"] == 40

@@ -72,7 +72,7 @@ class FusionProcessor:
         system_prompt: str | None = None,
     ):
         """``system_prompt`` replaces the family's default system turn (the released checkpoints use the
-        default; a model trained from scratch may use a shorter one, which every turn of training pays for)."""
+        default; a model trained from scratch may choose its own, e.g. a shorter one)."""
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.template = get_template(chat_template_name)
