@@ -373,6 +373,37 @@ def test_warmup_trains_the_decoder_alone_and_loss_falls(workspace, tmp_path, gro
     assert json.loads((tmp_path / "w" / "warmup_state.json").read_text())["final_loss"] == history[-1]["loss"]
 
 
+def test_warmup_loss_on_all_tokens_also_learns_the_questions(workspace, tmp_path):
+    """`--loss-on all` trains next-token prediction on the whole conversation; the default trains the
+    answers alone, so only the former learns to predict the (unlabelled by default) question tokens."""
+    from fusion.constants import IGNORE_INDEX
+    from fusion.train.warmup import WarmupConfig, encode_text_records, fresh_decoder, warm_up
+
+    data, _ = make_dataset(tmp_path, n=0, text_only=24)
+    processor = fusion.FusionProcessor.from_pretrained(workspace / "init")
+    samples = encode_text_records(json.loads(data.read_text()), processor, 2048)
+    batch = processor.collate(samples)
+    question = torch.where(batch["labels"] == IGNORE_INDEX, batch["input_ids"], IGNORE_INDEX)
+    question[batch["attention_mask"] == 0] = IGNORE_INDEX
+
+    def question_loss(folder: Path) -> float:
+        model = fusion.FusionForCausalLM.from_pretrained(folder)
+        decoder = fresh_decoder(model, seed=0)
+        decoder.load_state_dict({k: v for k, v in model.state_dict().items() if k in decoder.state_dict()})
+        with torch.no_grad():
+            out = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=question)
+        return out.loss.item()
+
+    losses = {}
+    for loss_on in ("answers", "all"):
+        config = WarmupConfig(steps=30, batch_size=8, lr=3e-3, log_every=10, loss_on=loss_on)
+        warm_up(workspace / "init", [data], tmp_path / loss_on, config)
+        losses[loss_on] = question_loss(tmp_path / loss_on)
+    assert losses["all"] < 0.5 * losses["answers"], losses
+    with pytest.raises(ValueError, match="loss_on"):
+        warm_up(workspace / "init", [data], tmp_path / "bad", WarmupConfig(steps=1, loss_on="questions"))
+
+
 def test_warmup_refuses_image_samples_with_their_id(workspace, tmp_path, capsys):
     data, _ = make_dataset(tmp_path, n=2, text_only=3)
     rc = fusion_main(["warmup", "--model", str(workspace / "init"), "--data", str(data), "--out", str(tmp_path / "w")])

@@ -78,7 +78,12 @@ def _warmup(args: argparse.Namespace) -> int:
     from .warmup import WarmupConfig, warm_up
 
     config = WarmupConfig(
-        steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, group_by_length=args.group_by_length
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        group_by_length=args.group_by_length,
+        loss_on=args.loss_on,
     )
     try:
         summary = warm_up(args.model, args.data, args.out, config)
@@ -168,6 +173,13 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="batches of similar lengths: less padding, but each batch is mostly one kind of question",
+    )
+    warmup.add_argument(
+        "--loss-on",
+        choices=("answers", "all"),
+        default="answers",
+        help="the tokens the loss is on: the answers only, or every token of the conversation (as an LLM is "
+        "pretrained)",
     )
     warmup.set_defaults(func=_warmup)
 

@@ -45,6 +45,10 @@ class WarmupConfig:
     # batch mostly one kind of question (lengths follow the category): a fresh 4500-step run with them
     # scored 65.9% on text turns against 69.7% for 3000 mixed steps (one run each). Off unless asked.
     group_by_length: bool = False
+    # "answers": the loss is on the answer tokens alone, as in stages 1-2. "all": on every token, as an
+    # LLM is pretrained; the questions and options repeat the caption's words, so next-token prediction
+    # rewards looking back at the caption on most tokens instead of on two or three answer letters.
+    loss_on: str = "answers"
 
 
 def plain_decoder_class(model: FusionForCausalLM) -> type[PreTrainedModel]:
@@ -130,6 +134,8 @@ def warm_up(
     config = config or WarmupConfig()
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError("steps and batch_size must be positive")
+    if config.loss_on not in ("answers", "all"):
+        raise ValueError(f"loss_on must be 'answers' or 'all', got {config.loss_on!r}")
     processor = FusionProcessor.from_pretrained(model_dir)
     model = FusionForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     records = [r for path in data for r in load_records(path)]
@@ -137,6 +143,8 @@ def warm_up(
         raise DataError("no samples in " + ", ".join(str(p) for p in data))
     decoder = fresh_decoder(model, config.seed).train()
     samples = encode_text_records(records, processor, decoder.config.max_position_embeddings)
+    if config.loss_on == "all":
+        samples = [{**s, "labels": s["input_ids"].clone()} for s in samples]
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     lengths = [len(s["input_ids"]) for s in samples]
     text_only = [False] * len(samples)
