@@ -48,6 +48,9 @@ class WarmupConfig:
     # "answers": the loss is on the answer tokens alone, as in stages 1-2. "all": on every token, as an
     # LLM is pretrained; the questions and options repeat the caption's words, so next-token prediction
     # rewards looking back at the caption on most tokens instead of on two or three answer letters.
+    # Measured on the tiny recipe (one run): after 1500 steps "all" answered the open "What shape is on
+    # the left?" 80% of the time but multiple choice stayed at chance (text turns 44.8%): the answers'
+    # share of the gradient shrinks. Off unless asked.
     loss_on: str = "answers"
 
 
