@@ -49,7 +49,7 @@ class WarmupConfig:
     # LLM is pretrained; the questions and options repeat the caption's words, so next-token prediction
     # rewards looking back at the caption on most tokens instead of on two or three answer letters.
     # Measured on the tiny recipe (one run): after 1500 steps "all" answered the open "What shape is on
-    # the left?" 80% of the time but multiple choice stayed at chance (text turns 44.8%): the answers'
+    # the left?" 80% of the time but multiple choice stayed at chance (text turns 44.8%), likely as the answers'
     # share of the gradient shrinks. Off unless asked.
     loss_on: str = "answers"
 
