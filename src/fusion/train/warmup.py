@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -49,9 +50,9 @@ class WarmupConfig:
     # LLM is pretrained; the questions and options repeat the caption's words, so next-token prediction
     # rewards looking back at the caption on most tokens instead of on two or three answer letters.
     # Measured on the tiny recipe (one run): after 1500 steps "all" answered the open "What shape is on
-    # the left?" 80% of the time but multiple choice stayed at chance (text turns 44.8%), likely as the answers'
-    # share of the gradient shrinks. Off unless asked.
-    loss_on: str = "answers"
+    # the left?" 80% of the time but multiple choice stayed at chance (text turns 44.8%), likely as
+    # the answers' share of the gradient shrinks. Off unless asked.
+    loss_on: Literal["answers", "all"] = "answers"
 
 
 def plain_decoder_class(model: FusionForCausalLM) -> type[PreTrainedModel]:
