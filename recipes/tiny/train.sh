@@ -47,7 +47,15 @@ echo "[tiny] stage 0 done after ${SECONDS}s"
   --image_folder "$DATA/stage1" --output_dir "$OUT/stage1" $(micro "$HERE/stage1.yaml")
 "${TRAIN[@]}" "$HERE/stage1_5.yaml" --model "$OUT/stage1" --data "$DATA/stage1_5/data.json" \
   --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5" $(micro "$HERE/stage1_5.yaml")
-"${TRAIN[@]}" "$HERE/stage2.yaml" --model "$OUT/stage1_5" --data "$DATA/stage2/data.json" \
+# Stage 2 replays 1000 of stage 0's text-only conversations next to the instruction set, so the decoder keeps
+# the text lookups (which option holds a word) it learned in stage 0 while the image path is tuned.
+DATA_ABS="$(cd "$DATA" && pwd)"
+cat > "$OUT/stage2_data.yaml" <<EOF
+datasets:
+  - {json_path: "$DATA_ABS/stage2/data.json", sampling_strategy: all}
+  - {json_path: "$DATA_ABS/stage0/data.json", sampling_strategy: "first:1000"}
+EOF
+"${TRAIN[@]}" "$HERE/stage2.yaml" --model "$OUT/stage1_5" --data "$OUT/stage2_data.yaml" \
   --image_folder "$DATA/stage2" --output_dir "$OUT/stage2" $(micro "$HERE/stage2.yaml")
 echo "[tiny] trained after ${SECONDS}s"
 
