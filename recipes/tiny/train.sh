@@ -47,8 +47,9 @@ echo "[tiny] stage 0 done after ${SECONDS}s"
   --image_folder "$DATA/stage1" --output_dir "$OUT/stage1" $(micro "$HERE/stage1.yaml")
 "${TRAIN[@]}" "$HERE/stage1_5.yaml" --model "$OUT/stage1" --data "$DATA/stage1_5/data.json" \
   --image_folder "$DATA/stage1_5" --output_dir "$OUT/stage1_5" $(micro "$HERE/stage1_5.yaml")
-# Stage 2 replays 1000 of stage 0's text-only conversations next to the instruction set, so the decoder keeps
-# the text lookups (which option holds a word) it learned in stage 0 while the image path is tuned.
+# Stage 2 replays 1000 of stage 0's text-only conversations next to the instruction set, to keep the text
+# lookups stage 0 taught (which option holds a word) while the image path is tuned: multiple choice on the
+# rendered word went from 20% without the replay to 34% and 57% with it (two runs).
 DATA_ABS="$(cd "$DATA" && pwd)"
 cat > "$OUT/stage2_data.yaml" <<EOF
 datasets:
