@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
+from torch._dynamo.utils import counters
 from transformers import AutoConfig, AutoModelForCausalLM, CompileConfig
 
 import fusion
@@ -76,18 +77,23 @@ def test_static_cache_decoding_equals_dynamic(tiny_llama):
 
 def test_compiled_decoding_is_one_graph_and_equals_eager(tiny_llama):
     """generate's compiled decode step (static cache; what runs as CUDA graphs on a GPU) traces as one
-    graph (fullgraph: no data-dependent branch, no host sync) and gives the eager tokens and logits.
+    graph (no data-dependent branch, no host sync) and gives the eager tokens and logits. It compiles
+    as transformers does by default (fullgraph off), where a break would silently split the step.
     aot_eager runs dynamo and AOT autograd without a C++ compiler, so this runs on any CPU."""
     model, processor = tiny_llama
     texts, questions, images = _prompts(processor)
     batch = processor(text=texts, images=images, questions=questions)
     kw = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, return_dict_in_generate=True, output_logits=True)
     eager = model.generate(**batch, **kw)
-    compile_config = CompileConfig(backend="aot_eager", fullgraph=True, dynamic=False)
+    compile_config = CompileConfig(backend="aot_eager", fullgraph=False, dynamic=False)
     compile_config._compile_all_devices = True  # transformers compiles on GPUs only unless told
+    torch._dynamo.reset()
+    counters.clear()
     try:
         compiled = model.generate(**batch, cache_implementation="static", compile_config=compile_config, **kw)
         assert hasattr(model, "_compiled_call")  # the decode steps really went through torch.compile
+        assert dict(counters["graph_break"]) == {}
+        assert counters["stats"]["unique_graphs"] == 1
     finally:
         for attr in ("_compiled_call", "_last_compile_config"):  # the fixture's model is shared
             model.__dict__.pop(attr, None)

@@ -76,6 +76,15 @@ class FusionCausalLMOutput(CausalLMOutputWithPast):
     attention_mask: torch.Tensor | None = None
 
 
+def _is_prefill(inputs_embeds: torch.Tensor | None, input_ids: torch.Tensor | None) -> bool:
+    """Whether this call carries more than one new position (training, or generate's prefill), from
+    shapes alone, as the interaction hook decides. generate keeps passing the latent positions to
+    every one-token decoding step; building the interaction inputs there would cost a host sync per
+    token and split the compiled decode step in two."""
+    current = inputs_embeds if inputs_embeds is not None else input_ids
+    return current is not None and current.shape[1] > 1
+
+
 def _run_interaction(block: InteractionBlock, module: nn.Module, args: tuple, kwargs: dict[str, Any], output):
     """Forward hook on a decoder layer: refine latent tokens when this call carries FUSION inputs."""
     inputs = kwargs.get("fusion_interaction")
@@ -397,7 +406,7 @@ class FusionForCausalLM:
             vision_positions, query_positions = merged.vision_positions, merged.query_positions
             interaction_context = vision.context
         interaction = None
-        if interaction_context is not None and vision_positions is not None:
+        if interaction_context is not None and vision_positions is not None and _is_prefill(inputs_embeds, input_ids):
             interaction = InteractionInputs(vision_positions, query_positions, interaction_context)
         outputs = super().forward(
             input_ids=input_ids,
