@@ -11,10 +11,12 @@ baseline the benchmarks measure the fast path against.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.models.siglip.modeling_siglip import eager_attention_forward
@@ -56,9 +58,13 @@ def text_guided_attention(
             module, query, key, value, attention_mask.mask, scaling=scaling, dropout=dropout, **kwargs
         )
     if not isinstance(attention_mask, TextGuidedSpec):
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
+        # The reference's masks fill whole text rows with the dtype minimum (a uniform softmax). CUDA's
+        # fused SDPA kernels do not reproduce such rows (measured on an H200: off by 0.6 against eager),
+        # so there the masked path keeps SDPA's math backend, which computes softmax(scores + mask).
+        with sdpa_kernel(SDPBackend.MATH) if query.is_cuda else nullcontext():
+            return sdpa_attention_forward(
+                module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+            )
     spec = attention_mask
     n = spec.n_img
     key_mask = spec.key_valid[:, None, None, :] if spec.key_valid is not None else None
