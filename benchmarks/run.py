@@ -2,7 +2,7 @@
 
     python -m benchmarks.run --suite inference|vision|train|all --shape tiny|medium|3b|8b|3b-siglip2|8b-siglip2
                              --device cpu|cuda [--cache dynamic|static] [--batches 1,8,32] [--repeats 5]
-                             [--out bench.json] [--smoke]
+                             [--train-batch 4] [--out bench.json] [--smoke]
 
 Every figure is the median of ``--repeats`` timed runs (after a warm-up), with its min and max, and
 the JSON records the device, dtype and library versions. ``--smoke`` runs one tiny iteration of
@@ -235,6 +235,53 @@ def suite_inference(model, args, device) -> list[dict[str, Any]]:
     return rows
 
 
+def _numel(module: torch.nn.Module | None) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def model_flops_per_step(model, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> float:
+    """Training FLOPs of one step (forward + backward, no recomputation): 6 x params x tokens for each
+    part over the tokens that part sees, plus 12 x layers x width x sequence per token for attention.
+
+    The parts see different tokens: the vision tower and projector every image patch plus the
+    instruction tokens, the decoder the merged sequence, the interaction layers only the latent
+    tokens. Counting all parameters against the text tokens alone would misstate MFU both ways.
+    One no-grad pass with hooks counts the tokens.
+    """
+    from fusion.interaction import InteractionLayer
+
+    inner = model.model
+    tower_layers = inner.vision_tower.vision_tower.vision_model.encoder.layers
+    seen: dict[str, tuple[int, ...]] = {}
+
+    def count(name: str, tokens) -> Callable:
+        def hook(module, args) -> None:  # returns None: the layer's inputs stay as they are
+            seen.setdefault(name, tokens(args))
+
+        return hook
+
+    hooks = [tower_layers[0].register_forward_pre_hook(count("tower", lambda a: tuple(a[0].shape)))]
+    interaction = next((m for m in inner.modules() if isinstance(m, InteractionLayer)), None)
+    if interaction is not None:
+        hooks.append(interaction.register_forward_pre_hook(count("latents", lambda a: (a[1].batch.numel(),))))
+    try:
+        with torch.no_grad():
+            out = model(**inputs, labels=labels)
+    finally:
+        for h in hooks:
+            h.remove()
+    text_tokens, seq = int(out.attention_mask.sum()), out.attention_mask.shape[1]
+    b_vis, s_vis = seen["tower"][0], seen["tower"][1]
+    cfg, vcfg = model.config, inner.vision_tower.config
+    decoder = _numel(inner.layers) + _numel(model.lm_head)
+    interaction_params = _numel(getattr(inner, "vision_sampler_layers", None))
+    vision = _numel(inner.vision_tower) + _numel(inner.mm_projector) + _numel(getattr(inner, "aux_projector", None))
+    dense = decoder * text_tokens + interaction_params * seen.get("latents", (0,))[0] + vision * b_vis * s_vis
+    attention = cfg.num_hidden_layers * cfg.hidden_size * seq * text_tokens
+    attention += vcfg.num_hidden_layers * vcfg.hidden_size * s_vis * b_vis * s_vis
+    return 6 * dense + 12 * attention
+
+
 def suite_train(model, args, device) -> list[dict[str, Any]]:
     rows = []
     model.train()
@@ -243,6 +290,7 @@ def suite_train(model, args, device) -> list[dict[str, Any]]:
     labels = inputs["input_ids"].clone()
     labels[:, :30] = -100
     labels[:, 29] = -400
+    flops = model_flops_per_step(model, inputs, labels)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     tokens = {}
 
@@ -259,15 +307,14 @@ def suite_train(model, args, device) -> list[dict[str, Any]]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t = timed(step, args.repeats, args.warmup, device)
-        tok_s = tokens["n"] / t["median"]
         row = {
             "metric": f"train step s (batch {batch}, checkpointing {'on' if checkpointing else 'off'})",
             **t,
-            "tokens_per_s": tok_s,
+            "tokens_per_s": tokens["n"] / t["median"],
+            "tflops_per_s": flops / t["median"] / 1e12,
         }
-        params = sum(p.numel() for p in model.parameters())
         peak = _peak_flops(device)
-        row["mfu"] = 6 * params * tok_s / peak if peak else None
+        row["mfu"] = flops / t["median"] / peak if peak else None
         row["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         rows.append(row)
     model.eval()
@@ -288,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="KV cache for decoding")
     parser.add_argument("--batches", default="1,8,32", help="decode batch sizes, comma-separated")
+    parser.add_argument("--train-batch", type=int, default=4, help="samples per training step")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default=None)
@@ -296,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     if args.shape in ("3b", "8b", "3b-siglip2", "8b-siglip2") and device.type != "cuda":
         parser.error(f"shape {args.shape} is built in bf16 on a GPU; use --device cuda")
-    args.question_len, args.decode_steps, args.train_batch = 64, 32, 4
+    args.question_len, args.decode_steps = 64, 32
     try:
         args.batches = [int(b) for b in args.batches.split(",")]
     except ValueError:
@@ -335,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for row in results[suite]:
             extra = f"  [{row['min']:.3g} .. {row['max']:.3g}]" if "min" in row else ""
             if "tokens_per_s" in row:
-                extra += f"  {row['tokens_per_s']:.0f} tokens/s"
+                extra += f"  {row['tokens_per_s']:.0f} tokens/s, {row['tflops_per_s']:.3g} TFLOP/s"
                 extra += f", MFU {row['mfu']:.1%}" if row["mfu"] is not None else ""
                 extra += f", peak {row['peak_memory_mb']:.0f} MB" if row["peak_memory_mb"] is not None else ""
             print(f"{suite:>9} | {row['metric']:<58} | {row['median']:.4g}{extra}")
