@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.run import main
+import torch
+from benchmarks.run import build_config, main, make_inputs, model_flops_per_step
+
+from fusion.modeling_fusion import FusionForCausalLM
 
 
 def test_benchmark_smoke_mode_produces_every_figure(tmp_path):
@@ -33,3 +36,21 @@ def test_benchmark_static_cache_mode(tmp_path):
     assert results["meta"]["cache"] == "static"
     decode = [r for r in results["inference"] if r["metric"].startswith("decode tokens/s")]
     assert decode and all(math.isfinite(r["median"]) and r["median"] > 0 for r in decode)
+
+
+def test_training_flops_count_the_tokens_each_part_sees():
+    """MFU's FLOP count: linear in the batch, and at least 6 x params x tokens for the decoder over
+    the merged sequence plus the tower over every image's patches (5 images per sample here)."""
+    torch.manual_seed(0)
+    model = FusionForCausalLM.from_config(build_config("tiny")).eval()
+    flops = {}
+    for batch in (1, 2):
+        inputs = make_inputs(model, batch, 16, torch.device("cpu"))
+        labels = inputs["input_ids"].clone()
+        flops[batch] = model_flops_per_step(model, inputs, labels)
+    assert flops[2] == 2 * flops[1]
+    inner = model.model
+    merged = inputs["input_ids"].shape[1] - 2 + inner.vision_tower.num_patches + model.config.default_query_len
+    decoder = sum(p.numel() for p in inner.layers.parameters()) + model.lm_head.weight.numel()
+    tower = sum(p.numel() for p in inner.vision_tower.parameters())
+    assert flops[1] > 6 * (decoder * merged + tower * 5 * inner.vision_tower.num_patches)
