@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
+from benchmarks.device_parity import main as device_parity
 from benchmarks.run import build_config, main, make_inputs, model_flops_per_step
 
 from fusion.modeling_fusion import FusionForCausalLM
+
+from .conftest import fixtures_root
 
 
 def test_benchmark_smoke_mode_produces_every_figure(tmp_path):
@@ -54,3 +58,14 @@ def test_training_flops_count_the_tokens_each_part_sees():
     decoder = sum(p.numel() for p in inner.layers.parameters()) + model.lm_head.weight.numel()
     tower = sum(p.numel() for p in inner.vision_tower.parameters())
     assert flops[1] > 6 * (decoder * merged + tower * 5 * inner.vision_tower.num_patches)
+
+
+def test_device_parity_script_passes_on_cpu(capsys):
+    """The accelerator parity check, run on the CPU where the tests already pin every figure: it must
+    pass there, and it must have checked every fixture (eager and static-cache decoding)."""
+    assert device_parity(["--device", "cpu", "--no-vision", "--fixtures", str(fixtures_root())]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "parity OK"
+    checked = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(checked) == len([p for p in fixtures_root().iterdir() if (p / "golden.json").is_file()]) > 0
+    assert all(r["dynamic"]["ids_equal"] and r["static"]["ids_equal"] for r in checked)
