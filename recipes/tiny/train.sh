@@ -51,10 +51,14 @@ echo "[tiny] stage 0 done after ${SECONDS}s"
 # lookups stage 0 taught (which option holds a word) while the image path is tuned: multiple choice on the
 # rendered word went from 20% without the replay to 34% and 57% with it (two runs).
 DATA_ABS="$(cd "$DATA" && pwd)"
-cat > "$OUT/stage2_data.yaml" <<EOF
-datasets:
-  - {json_path: "$DATA_ABS/stage2/data.json", sampling_strategy: all}
-  - {json_path: "$DATA_ABS/stage0/data.json", sampling_strategy: "first:1000"}
+# Written as JSON (valid YAML) so that any path, quotes included, stays one string.
+python - "$DATA_ABS" > "$OUT/stage2_data.yaml" <<'EOF'
+import json, sys
+root = sys.argv[1]
+print(json.dumps({"datasets": [
+    {"json_path": f"{root}/stage2/data.json", "sampling_strategy": "all"},
+    {"json_path": f"{root}/stage0/data.json", "sampling_strategy": "first:1000"},
+]}, indent=2))
 EOF
 "${TRAIN[@]}" "$HERE/stage2.yaml" --model "$OUT/stage1_5" --data "$OUT/stage2_data.yaml" \
   --image_folder "$DATA/stage2" --output_dir "$OUT/stage2" $(micro "$HERE/stage2.yaml")
