@@ -78,7 +78,7 @@ class FusionCausalLMOutput(CausalLMOutputWithPast):
 
 def _is_prefill(inputs_embeds: torch.Tensor | None, input_ids: torch.Tensor | None) -> bool:
     """Whether this call carries more than one new position (training, or generate's prefill), from
-    shapes alone, as the interaction hook decides. generate keeps passing the latent positions to
+    shapes alone: the interaction layers run there only. generate keeps passing the latent positions to
     every one-token decoding step; building the interaction inputs there would cost a host sync per
     token and split the compiled decode step in two."""
     current = inputs_embeds if inputs_embeds is not None else input_ids
@@ -86,13 +86,12 @@ def _is_prefill(inputs_embeds: torch.Tensor | None, input_ids: torch.Tensor | No
 
 
 def _run_interaction(block: InteractionBlock, module: nn.Module, args: tuple, kwargs: dict[str, Any], output):
-    """Forward hook on a decoder layer: refine latent tokens when this call carries FUSION inputs."""
+    """Forward hook on a decoder layer: refine latent tokens when this call carries FUSION inputs
+    (``forward`` passes them at prefill and in training only, see ``_is_prefill``)."""
     inputs = kwargs.get("fusion_interaction")
     if inputs is None:
         return None
     hidden = output[0] if isinstance(output, tuple) else output
-    if hidden.shape[1] <= 1:  # a decoding step: interaction layers run at prefill only
-        return None
     hidden = block(hidden, inputs)
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
