@@ -404,6 +404,46 @@ def test_warmup_loss_on_all_tokens_also_learns_the_questions(workspace, tmp_path
         warm_up(workspace / "init", [data], tmp_path / "bad", WarmupConfig(steps=1, loss_on="questions"))
 
 
+def test_warmup_in_two_processes_takes_the_one_process_step(workspace, tmp_path):
+    """`torchrun ... fusion warmup`: each process takes half of every batch, and the loss is divided by the
+    whole batch's answer tokens, so the decoder and the logged losses are those of one process. The
+    answers differ in length, so a per-process mean (each half weighted alike) would give other weights."""
+    from fusion.train.warmup import WarmupConfig, warm_up
+
+    records = []
+    for i in range(16):
+        answer = " ".join(["red", "green", "blue"][: 1 + i % 3] * (1 + i % 4))
+        turns = [{"from": "human", "value": f"Name {1 + i % 4} colors, please."}, {"from": "gpt", "value": answer}]
+        records.append({"id": f"t{i}", "conversations": turns})
+    data = tmp_path / "text.json"
+    data.write_text(json.dumps(records))
+    steps, batch, lr = 6, 8, 3e-3
+    one = warm_up(
+        workspace / "init", [data], tmp_path / "one", WarmupConfig(steps=steps, batch_size=batch, lr=lr, log_every=1)
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537"]
+    cmd += ["-m", "fusion.cli", "warmup", "--model", str(workspace / "init"), "--data", str(data)]
+    cmd += ["--out", str(tmp_path / "two"), "--steps", str(steps), "--batch-size", str(batch), "--lr", str(lr)]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("[fusion] stage 0") == 1 and "in 2 process(es)" in res.stderr
+    two = json.loads((tmp_path / "two" / "warmup_state.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    assert two["final_loss"] == pytest.approx(one["final_loss"], abs=1e-3)
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    init = load_file(workspace / "init" / "model.safetensors")
+    moved = [k for k in a if not torch.equal(a[k], init[k])]
+    assert len(moved) > 10
+    for key in moved:
+        torch.testing.assert_close(b[key], a[key], atol=2e-5, rtol=1e-4, msg=key)
+    cmd[cmd.index("--batch-size") + 1] = "7"
+    cmd[cmd.index("--out") + 1] = str(tmp_path / "odd")
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode != 0 and "batch_size 7 is not a multiple of the 2 processes" in res.stderr
+    assert not (tmp_path / "odd").exists()
+
+
 def test_warmup_refuses_image_samples_with_their_id(workspace, tmp_path, capsys):
     data, _ = make_dataset(tmp_path, n=2, text_only=3)
     rc = fusion_main(["warmup", "--model", str(workspace / "init"), "--data", str(data), "--out", str(tmp_path / "w")])

@@ -9,8 +9,8 @@
 # instead of training it again: stage 0 does not depend on the vision side, so ablations can share it.
 # FUSION_TINY_DATA=DIR reuses data made by an earlier run. FUSION_TINY_NPROC=N trains data-parallel in N
 # processes (torchrun, gloo on CPU; one thread each unless OMP_NUM_THREADS says otherwise) at the same
-# global batch: small matrices keep one process from using more than one core well. Stage 0 is one process
-# on all cores.
+# global batch: small matrices keep one process from using more than one core well (stage 0 too: its
+# processes split every batch and take the one-process step).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${1:-runs/tiny}"
@@ -20,10 +20,11 @@ NPROC="${FUSION_TINY_NPROC:-1}"
 mkdir -p "$OUT"
 SECONDS=0
 if [ "$NPROC" -gt 1 ]; then
-  TRAIN=(env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" torchrun --standalone --nproc_per_node "$NPROC" -m fusion.cli train)
+  LAUNCH=(env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" torchrun --standalone --nproc_per_node "$NPROC" -m fusion.cli)
 else
-  TRAIN=(fusion train)
+  LAUNCH=(fusion)
 fi
+TRAIN=("${LAUNCH[@]}" train)
 # Per-process micro batch: the stage's global batch split over the processes (the YAML's own with one).
 micro() {
   [ "$NPROC" -gt 1 ] || return 0
@@ -41,7 +42,7 @@ if [ -n "${FUSION_TINY_STAGE0:-}" ]; then
   python -m fusion.tiny --corpus "${CORPUS[@]}" --decoder "$FUSION_TINY_STAGE0" --out "$OUT/stage0" "$@"
 else
   python -m fusion.tiny --corpus "${CORPUS[@]}" --out "$OUT/init" "$@"
-  fusion warmup --model "$OUT/init" --data "$DATA/stage0/data.json" --out "$OUT/stage0" --steps 3000
+  "${LAUNCH[@]}" warmup --model "$OUT/init" --data "$DATA/stage0/data.json" --out "$OUT/stage0" --steps 3000
 fi
 echo "[tiny] stage 0 done after ${SECONDS}s"
 "${TRAIN[@]}" "$HERE/stage1.yaml" --model "$OUT/stage0" --data "$DATA/stage1/data.json" \

@@ -89,11 +89,13 @@ def _warmup(args: argparse.Namespace) -> int:
         summary = warm_up(args.model, args.data, args.out, config)
     except (DataError, TrainingError, OSError, ValueError) as err:
         raise CliError(str(err).splitlines()[0]) from err
-    print(
-        f"[fusion] stage 0: {summary['steps']} steps on {summary['samples']} text samples, final loss "
-        f"{summary['final_loss']}, {summary['seconds']} s -> {args.out}",
-        file=sys.stderr,
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary, not one per process
+        print(
+            f"[fusion] stage 0: {summary['steps']} steps on {summary['samples']} text samples in "
+            f"{summary['processes']} process(es), final loss {summary['final_loss']}, {summary['seconds']} s "
+            f"-> {args.out}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -159,7 +161,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "warmup",
         help="stage 0: train a fresh decoder on text-only conversations, vision side untouched",
         description="Trains the checkpoint's LLM from a seeded random start on text-only LLaVA-format "
-        "data (constant learning rate) and writes the checkpoint with that decoder to --out.",
+        "data (constant learning rate) and writes the checkpoint with that decoder to --out. Under torchrun "
+        "the processes split every batch and take the step one process would.",
     )
     warmup.add_argument("--model", required=True, help="FUSION checkpoint (its tokenizer and chat format are used)")
     warmup.add_argument("--data", nargs="+", required=True, help="text-only JSON, JSONL or YAML mixture files")

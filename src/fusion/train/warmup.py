@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
@@ -134,12 +135,21 @@ def warm_up(
     """Trains a fresh decoder on ``data`` (text-only LLaVA-format files) and writes ``model_dir`` with it
     to ``out``. Samples are drawn in a fresh seeded order per epoch (length-grouped if the config
     asks); the learning rate is constant (the lookup this stage exists for forms late, and a decaying
-    rate stalls it)."""
+    rate stalls it).
+
+    Under torchrun each of the N processes takes a contiguous 1/N of every batch, and the loss is summed
+    over the tokens and divided by the whole batch's answer-token count: the step is the one a single
+    process takes (the same samples, order and loss), up to the order of floating-point sums."""
     config = config or WarmupConfig()
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError("steps and batch_size must be positive")
     if config.loss_on not in ("answers", "all"):
         raise ValueError(f"loss_on must be 'answers' or 'all', got {config.loss_on!r}")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {world} processes")
+    per_rank = config.batch_size // world
     processor = FusionProcessor.from_pretrained(model_dir)
     model = FusionForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     records = [r for path in data for r in load_records(path)]
@@ -150,6 +160,8 @@ def warm_up(
     if config.loss_on == "all":
         samples = [{**s, "labels": s["input_ids"].clone()} for s in samples]
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    decoder, optimizer = accelerator.prepare(decoder, optimizer)
+    device = accelerator.device
     lengths = [len(s["input_ids"]) for s in samples]
     text_only = [False] * len(samples)
     generator = torch.Generator().manual_seed(config.seed)
@@ -157,7 +169,9 @@ def warm_up(
     epoch = 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    progress = tqdm(range(1, config.steps + 1), desc="stage 0 (text)", unit="step")
+    progress = tqdm(
+        range(1, config.steps + 1), desc="stage 0 (text)", unit="step", disable=not accelerator.is_main_process
+    )
     for step in progress:
         if len(order) < config.batch_size:
             if config.group_by_length:
@@ -166,30 +180,45 @@ def warm_up(
             else:  # the order the shipped tiny model was trained with
                 order += torch.randperm(len(samples), generator=generator).tolist()
         picked, order = order[: config.batch_size], order[config.batch_size :]
-        batch = processor.collate([samples[i] for i in picked])
+        mine = [samples[i] for i in picked[rank * per_rank : (rank + 1) * per_rank]]
+        # Answer tokens of the whole batch (labels shift by one inside the loss): every process divides
+        # its token sum by this count, so the processes' gradients add up to the whole batch's mean.
+        count = torch.tensor(
+            float(sum(int((s["labels"][1:] != IGNORE_INDEX).sum()) for s in (samples[i] for i in picked))),
+            device=device,
+        )
+        batch = {k: v.to(device) for k, v in processor.collate(mine).items()}
         loss = decoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+            num_items_in_batch=count,
         ).loss
-        if not math.isfinite(loss.item()):
-            raise TrainingError(f"stage 0: loss is {loss.item()} at step {step}")
-        loss.backward()
+        total = accelerator.reduce(loss.detach(), reduction="sum").item()  # the whole batch's mean
+        if not math.isfinite(total):
+            raise TrainingError(f"stage 0: loss is {total} at step {step}")
+        accelerator.backward(loss * world)  # DDP averages over the processes; the sum is wanted
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % config.log_every == 0 or step == config.steps:
-            history.append({"step": step, "loss": round(loss.item(), 4)})
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-    copied = copy_decoder(decoder, model)
+            history.append({"step": step, "loss": round(total, 4)})
+            progress.set_postfix(loss=f"{total:.3f}")
+    accelerator.wait_for_everyone()
+    copied = copy_decoder(accelerator.unwrap_model(decoder).cpu(), model)
     out = Path(out)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
     summary = {
         "steps": config.steps,
         "samples": len(samples),
         "final_loss": history[-1]["loss"],
         "seconds": round(time.perf_counter() - start, 1),
+        "processes": world,
         "config": vars(config),
         "history": history,
         "untouched_parameters": len(model.state_dict()) - copied,
     }
-    (out / STATE_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if accelerator.is_main_process:
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        (out / STATE_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    accelerator.wait_for_everyone()
     return summary
