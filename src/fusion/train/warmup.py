@@ -163,6 +163,9 @@ def warm_up(
     decoder, optimizer = accelerator.prepare(decoder, optimizer)
     device = accelerator.device
     lengths = [len(s["input_ids"]) for s in samples]
+    # Answer tokens per sample (labels shift by one inside the loss), counted once: every process divides
+    # its token sum by the whole batch's count, so the processes' gradients add up to the batch's mean.
+    answer_tokens = [int((s["labels"][1:] != IGNORE_INDEX).sum()) for s in samples]
     text_only = [False] * len(samples)
     generator = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
@@ -181,12 +184,7 @@ def warm_up(
                 order += torch.randperm(len(samples), generator=generator).tolist()
         picked, order = order[: config.batch_size], order[config.batch_size :]
         mine = [samples[i] for i in picked[rank * per_rank : (rank + 1) * per_rank]]
-        # Answer tokens of the whole batch (labels shift by one inside the loss): every process divides
-        # its token sum by this count, so the processes' gradients add up to the whole batch's mean.
-        count = torch.tensor(
-            float(sum(int((s["labels"][1:] != IGNORE_INDEX).sum()) for s in (samples[i] for i in picked))),
-            device=device,
-        )
+        count = torch.tensor(float(sum(answer_tokens[i] for i in picked)), device=device)
         batch = {k: v.to(device) for k, v in processor.collate(mine).items()}
         loss = decoder(
             input_ids=batch["input_ids"],
