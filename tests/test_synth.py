@@ -154,14 +154,16 @@ def test_procedural_qa_matches_the_scene_spec(tmp_path):
                 by_name = {f"{o.color} {o.shape}": o for o in scene.objects}
                 other = next(n for n in by_name if n != first)
                 assert answer == ("Left" if by_name[first].x < by_name[other].x else "Right")
-            elif question.startswith("Is there a "):
-                color, shape = question.removeprefix("Is there a ").removesuffix(" in the image?").split()
+            elif question.startswith("Is there "):
+                article, color, shape = question.removeprefix("Is there ").removesuffix(" in the image?").split()
+                assert article == ("an" if color[0] in "aeiou" else "a")
                 present = any((o.color, o.shape) == (color, shape) for o in scene.objects)
                 assert answer == ("Yes" if present else "No")
 
 
 def test_exact_qa_is_true_for_many_random_scenes():
     rng = random.Random(0)
+    articles = set()
     for n in range(200):
         category = ["SynthColor", "SynthCount", "SynthSpatial", "SynthScene", "SynthText"][n % 5]
         scene = random_scene(rng, category)
@@ -173,6 +175,11 @@ def test_exact_qa_is_true_for_many_random_scenes():
             if q.startswith("How many") and category == "SynthCount":
                 assert len({o.shape for o in scene.objects}) == 1
                 assert a == NUMBER_WORDS[len(scene.objects)].capitalize()
+            if q.startswith("Is there "):  # "an orange circle", "a red circle"
+                article, color = q.split()[2:4]
+                assert article == ("an" if color[0] in "aeiou" else "a")
+                articles.add(article)
+    assert articles == {"a", "an"}  # both forms were checked
 
 
 def test_bad_pipeline_configs_are_clear_errors(tmp_path):

@@ -152,11 +152,11 @@ def exact_qa(scene: Scene, category: str, rng: random.Random) -> list[tuple[str,
         present = {(o.color, o.shape) for o in objs}
         if rng.random() < 0.5:
             color, shape = rng.choice(sorted(present))
-            qa.append((f"Is there a {color} {shape} in the image?", "Yes"))
+            qa.append((f"Is there {_article(color)} {color} {shape} in the image?", "Yes"))
         else:
             absent = [(c, s) for c in sorted(COLORS) for s in SHAPES if (c, s) not in present]
             color, shape = rng.choice(absent)
-            qa.append((f"Is there a {color} {shape} in the image?", "No"))
+            qa.append((f"Is there {_article(color)} {color} {shape} in the image?", "No"))
         if scene.text:
             qa.append(("What word is written in the image?", scene.text))
     return qa
