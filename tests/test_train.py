@@ -506,3 +506,31 @@ def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):
     wide = init_from_corpus([corpus], tmp_path / "d", vocab_size=400, hidden_size=64)
     with pytest.raises(ValueError, match="hidden_size"):
         copy_decoder(fusion.FusionForCausalLM.from_pretrained(wide), fusion.FusionForCausalLM.from_pretrained(first))
+
+
+def test_tiny_init_can_start_the_tower_from_sincos_positions(tmp_path):
+    """`--vision-positions sincos`: the tower's (still learned) position embeddings start from 2-D codes
+    at the patch embedding's scale, in which each patch's column and row can be read back."""
+    from fusion.tiny import main as tiny_main
+    from fusion.tiny import sincos_positions
+
+    codes = sincos_positions(8, 96)
+    assert codes.shape == (64, 96) and abs(codes.square().mean().item() - 1.0) < 1e-5
+    grid = codes.view(8, 8, 96)
+    assert torch.equal(grid[:, 3, :48], grid[:, 3, :48][:1].expand(8, 48))  # column half: same down a column
+    assert torch.equal(grid[2, :, 48:], grid[2, :, 48:][:1].expand(8, 48))  # row half: same along a row
+    lowest_sin = grid[0, :, 23]  # the slowest column frequency: grows from left to right
+    assert bool((lowest_sin.diff() > 0).all())
+    nearest = torch.cdist(codes, codes).argmin(dim=1)
+    assert torch.equal(nearest, torch.arange(64))  # every patch's code is distinct
+
+    corpus = tmp_path / "corpus.json"
+    turns = [[{"from": "human", "value": f"How many stars? {i}"}, {"from": "gpt", "value": str(i)}] for i in range(20)]
+    corpus.write_text(json.dumps([{"id": str(i), "conversations": t} for i, t in enumerate(turns)]))
+    common = ["--corpus", str(corpus), "--vocab-size", "400"]
+    tiny_main([*common, "--vision-positions", "sincos", "--out", str(tmp_path / "s")])
+    tiny_main([*common, "--out", str(tmp_path / "r")])
+    key = "model.vision_tower.vision_tower.vision_model.embeddings.position_embedding.weight"
+    s, r = load_file(tmp_path / "s" / "model.safetensors"), load_file(tmp_path / "r" / "model.safetensors")
+    assert torch.equal(s[key], sincos_positions(8, 96)) and not torch.equal(r[key], s[key])
+    assert all(torch.equal(s[k], r[k]) for k in s if k != key)  # the same seed: nothing else changes

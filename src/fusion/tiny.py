@@ -171,6 +171,23 @@ def trained_tiny_config(vocab_size: int, **overrides):
     return tiny_config("llama", vocab_size=vocab_size, **kwargs)
 
 
+def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """2-D sine-cosine codes for a row-major ``grid`` x ``grid`` patch grid, [grid * grid, dim]: half the
+    dimensions code the column, half the row, at frequencies from 1 down to 1/grid radians per patch (the
+    lowest changes monotonically across the grid, so "further left" is one direction). Root mean square 1:
+    the scale of a freshly initialized patch embedding's output."""
+    if dim % 4:
+        raise ValueError(f"sincos positions need a width divisible by 4, got {dim}")
+    n = dim // 4
+    freqs = grid ** (-torch.arange(n, dtype=torch.float64) / max(n - 1, 1))
+    coords = torch.arange(grid, dtype=torch.float64)[:, None] * freqs  # [grid, n]
+    axis = torch.cat([coords.sin(), coords.cos()], dim=1)  # [grid, dim / 2]
+    rows = axis[:, None, :].expand(grid, grid, dim // 2)
+    cols = axis[None, :, :].expand(grid, grid, dim // 2)
+    codes = torch.cat([cols, rows], dim=-1).reshape(grid * grid, dim)
+    return (codes / codes.square().mean().sqrt()).float()
+
+
 def corpus_texts(files: Iterable[str | os.PathLike]) -> list[str]:
     """Every turn of LLaVA-format data files (the tokenizer's training text)."""
     texts = []
@@ -187,11 +204,14 @@ def init_from_corpus(
     seed: int = 0,
     decoder: str | os.PathLike | None = None,
     system_prompt: str | None = None,
+    vision_positions: str = "random",
     **overrides,
 ) -> Path:
     """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
     the starting point of the tiny recipe's stage 0. With ``decoder`` (a checkpoint of the same tokenizer
-    and LLM config, e.g. an earlier run's stage 0), its decoder weights replace the random ones."""
+    and LLM config, e.g. an earlier run's stage 0), its decoder weights replace the random ones.
+    ``vision_positions="sincos"`` starts the tower's position embeddings from :func:`sincos_positions`
+    (still learned) instead of small random values."""
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
     system = system_prompt
     if system is None:
@@ -200,6 +220,13 @@ def init_from_corpus(
     tokenizer = build_tokenizer("llama", vocab_size, corpus)
     config = trained_tiny_config(len(tokenizer), **overrides)
     model, processor = _assemble(tokenizer, config, seed, system_prompt)
+    if vision_positions == "sincos":
+        emb = model.model.vision_tower.vision_tower.vision_model.embeddings.position_embedding
+        grid = round(emb.num_embeddings**0.5)
+        with torch.no_grad():
+            emb.weight.copy_(sincos_positions(grid, emb.embedding_dim))
+    elif vision_positions != "random":
+        raise ValueError(f"vision_positions must be 'random' or 'sincos', got {vision_positions!r}")
     if decoder is not None:
         from .train.warmup import copy_decoder
 
@@ -235,6 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder", help="take the decoder weights from this checkpoint (same corpus and LLM)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     parser.add_argument("--system-prompt", help="the chat format's system turn (default: the family's)")
+    parser.add_argument(
+        "--vision-positions",
+        choices=("random", "sincos"),
+        default="random",
+        help="initial position embeddings of the vision tower",
+    )
     args = parser.parse_args(argv)
     if not args.out:  # never a default: the embedded checkpoint is the trained model, not to overwrite
         parser.error("--out is required")
@@ -249,7 +282,14 @@ def main(argv: list[str] | None = None) -> None:
         overrides[key] = _parse_value(value)
     try:
         out = init_from_corpus(
-            args.corpus, args.out, args.vocab_size, args.seed, args.decoder, args.system_prompt, **overrides
+            args.corpus,
+            args.out,
+            args.vocab_size,
+            args.seed,
+            args.decoder,
+            args.system_prompt,
+            args.vision_positions,
+            **overrides,
         )
         print(out)
     except (OSError, ValueError) as err:
