@@ -460,6 +460,14 @@ def test_warmup_refuses_image_samples_with_their_id(workspace, tmp_path, capsys)
         warm_up(workspace / "init", [long], tmp_path / "w")
 
 
+def _counting_corpus(tmp_path: Path) -> Path:
+    """A 20-conversation LLaVA-format file: enough text to train a tiny tokenizer on."""
+    corpus = tmp_path / "corpus.json"
+    turns = [[{"from": "human", "value": f"How many stars? {i}"}, {"from": "gpt", "value": str(i)}] for i in range(20)]
+    corpus.write_text(json.dumps([{"id": str(i), "conversations": t} for i, t in enumerate(turns)]))
+    return corpus
+
+
 def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):
     """`python -m fusion.tiny --decoder`: an ablation's fresh model takes an earlier run's decoder exactly
     while its own vision side stays fresh; another tokenizer or LLM size is refused."""
@@ -467,9 +475,7 @@ def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):
     from fusion.tiny import main as tiny_main
     from fusion.train.warmup import copy_decoder
 
-    corpus = tmp_path / "corpus.json"
-    turns = [[{"from": "human", "value": f"How many stars? {i}"}, {"from": "gpt", "value": str(i)}] for i in range(20)]
-    corpus.write_text(json.dumps([{"id": str(i), "conversations": t} for i, t in enumerate(turns)]))
+    corpus = _counting_corpus(tmp_path)
     first = init_from_corpus([corpus], tmp_path / "a", vocab_size=400, seed=0)
     tiny_main(
         [
@@ -524,9 +530,7 @@ def test_tiny_init_can_start_the_tower_from_sincos_positions(tmp_path):
     nearest = torch.cdist(codes, codes).argmin(dim=1)
     assert torch.equal(nearest, torch.arange(64))  # every patch's code is distinct
 
-    corpus = tmp_path / "corpus.json"
-    turns = [[{"from": "human", "value": f"How many stars? {i}"}, {"from": "gpt", "value": str(i)}] for i in range(20)]
-    corpus.write_text(json.dumps([{"id": str(i), "conversations": t} for i, t in enumerate(turns)]))
+    corpus = _counting_corpus(tmp_path)
     common = ["--corpus", str(corpus), "--vocab-size", "400"]
     tiny_main([*common, "--vision-positions", "sincos", "--out", str(tmp_path / "s")])
     tiny_main([*common, "--out", str(tmp_path / "r")])
