@@ -516,7 +516,8 @@ def test_tiny_init_shares_a_decoder_across_vision_configs(tmp_path):
 
 def test_tiny_init_can_start_the_tower_from_sincos_positions(tmp_path):
     """`--vision-positions sincos`: the tower's (still learned) position embeddings start from 2-D codes
-    at the patch embedding's scale, in which each patch's column and row can be read back."""
+    at the patch embedding's scale (or `--vision-position-scale` times it), in which each patch's column
+    and row can be read back."""
     from fusion.tiny import main as tiny_main
     from fusion.tiny import sincos_positions
 
@@ -534,7 +535,10 @@ def test_tiny_init_can_start_the_tower_from_sincos_positions(tmp_path):
     common = ["--corpus", str(corpus), "--vocab-size", "400"]
     tiny_main([*common, "--vision-positions", "sincos", "--out", str(tmp_path / "s")])
     tiny_main([*common, "--out", str(tmp_path / "r")])
+    tiny_main([*common, "--vision-positions", "sincos", "--vision-position-scale", "5", "--out", str(tmp_path / "l")])
     key = "model.vision_tower.vision_tower.vision_model.embeddings.position_embedding.weight"
     s, r = load_file(tmp_path / "s" / "model.safetensors"), load_file(tmp_path / "r" / "model.safetensors")
+    large = load_file(tmp_path / "l" / "model.safetensors")
     assert torch.equal(s[key], sincos_positions(8, 96)) and not torch.equal(r[key], s[key])
-    assert all(torch.equal(s[k], r[k]) for k in s if k != key)  # the same seed: nothing else changes
+    assert torch.allclose(large[key], 5 * s[key]) and abs(large[key].square().mean().sqrt().item() - 5) < 1e-4
+    assert all(torch.equal(s[k], r[k]) and torch.equal(s[k], large[k]) for k in s if k != key)  # nothing else

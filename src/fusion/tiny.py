@@ -171,11 +171,11 @@ def trained_tiny_config(vocab_size: int, **overrides):
     return tiny_config("llama", vocab_size=vocab_size, **kwargs)
 
 
-def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+def sincos_positions(grid: int, dim: int, scale: float = 1.0) -> torch.Tensor:
     """2-D sine-cosine codes for a row-major ``grid`` x ``grid`` patch grid, [grid * grid, dim]: half the
     dimensions code the column, half the row, at frequencies from 1 down to 1/grid radians per patch (the
-    lowest changes monotonically across the grid, so "further left" is one direction). Root mean square 1:
-    the scale of a freshly initialized patch embedding's output."""
+    lowest changes monotonically across the grid, so "further left" is one direction). Root mean square
+    ``scale``; 1 is the scale of a freshly initialized patch embedding's output."""
     if dim % 4:
         raise ValueError(f"sincos positions need a width divisible by 4, got {dim}")
     n = dim // 4
@@ -185,7 +185,7 @@ def sincos_positions(grid: int, dim: int) -> torch.Tensor:
     rows = axis[:, None, :].expand(grid, grid, dim // 2)
     cols = axis[None, :, :].expand(grid, grid, dim // 2)
     codes = torch.cat([cols, rows], dim=-1).reshape(grid * grid, dim)
-    return (codes / codes.square().mean().sqrt()).float()
+    return (scale * codes / codes.square().mean().sqrt()).float()
 
 
 def corpus_texts(files: Iterable[str | os.PathLike]) -> list[str]:
@@ -205,13 +205,16 @@ def init_from_corpus(
     decoder: str | os.PathLike | None = None,
     system_prompt: str | None = None,
     vision_positions: str = "random",
+    vision_position_scale: float = 1.0,
     **overrides,
 ) -> Path:
     """A fresh (random-weight) model of :func:`trained_tiny_config` with a tokenizer trained on the data:
     the starting point of the tiny recipe's stage 0. With ``decoder`` (a checkpoint of the same tokenizer
     and LLM config, e.g. an earlier run's stage 0), its decoder weights replace the random ones.
     ``vision_positions="sincos"`` starts the tower's position embeddings from :func:`sincos_positions`
-    (still learned) instead of small random values."""
+    (still learned) instead of small random values, at root mean square ``vision_position_scale``: training
+    grows the patch embedding's output about 16x while Adam barely moves the position embedding, so codes
+    that start at the patch scale end up a few percent of the tower's input."""
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
     system = system_prompt
     if system is None:
@@ -224,7 +227,7 @@ def init_from_corpus(
         emb = model.model.vision_tower.vision_tower.vision_model.embeddings.position_embedding
         grid = round(emb.num_embeddings**0.5)
         with torch.no_grad():
-            emb.weight.copy_(sincos_positions(grid, emb.embedding_dim))
+            emb.weight.copy_(sincos_positions(grid, emb.embedding_dim, vision_position_scale))
     elif vision_positions != "random":
         raise ValueError(f"vision_positions must be 'random' or 'sincos', got {vision_positions!r}")
     if decoder is not None:
@@ -268,6 +271,12 @@ def main(argv: list[str] | None = None) -> None:
         default="random",
         help="initial position embeddings of the vision tower",
     )
+    parser.add_argument(
+        "--vision-position-scale",
+        type=float,
+        default=1.0,
+        help="root mean square of the sincos position embeddings (1: a fresh patch embedding's output)",
+    )
     args = parser.parse_args(argv)
     if not args.out:  # never a default: the embedded checkpoint is the trained model, not to overwrite
         parser.error("--out is required")
@@ -289,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             args.decoder,
             args.system_prompt,
             args.vision_positions,
+            args.vision_position_scale,
             **overrides,
         )
         print(out)
