@@ -542,3 +542,7 @@ def test_tiny_init_can_start_the_tower_from_sincos_positions(tmp_path):
     assert torch.equal(s[key], sincos_positions(8, 96)) and not torch.equal(r[key], s[key])
     assert torch.allclose(large[key], 5 * s[key]) and abs(large[key].square().mean().sqrt().item() - 5) < 1e-4
     assert all(torch.equal(s[k], r[k]) and torch.equal(s[k], large[k]) for k in s if k != key)  # nothing else
+    for bad in (["--vision-position-scale", "0", "--vision-positions", "sincos"], ["--vision-position-scale", "2"]):
+        with pytest.raises(SystemExit):  # a scale that is not positive, or without sincos codes: a usage error
+            tiny_main([*common, *bad, "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()

@@ -215,6 +215,10 @@ def init_from_corpus(
     (still learned) instead of small random values, at root mean square ``vision_position_scale``: training
     grows the patch embedding's output about 16x while Adam barely moves the position embedding, so codes
     that start at the patch scale end up a few percent of the tower's input."""
+    if not vision_position_scale > 0:
+        raise ValueError(f"vision_position_scale must be positive, got {vision_position_scale}")
+    if vision_position_scale != 1.0 and vision_positions != "sincos":
+        raise ValueError("vision_position_scale applies to vision_positions='sincos' only")
     # The system prompt is in every sample: train on it so it costs a few tokens, not one per byte.
     system = system_prompt
     if system is None:
