@@ -215,6 +215,9 @@ def init_from_corpus(
     (still learned) instead of small random values, at root mean square ``vision_position_scale``: training
     grows the patch embedding's output about 16x while Adam barely moves the position embedding, so codes
     that start at the patch scale end up a few percent of the tower's input."""
+    # Checked before the tokenizer is trained (the slow part), so a bad option fails at once.
+    if vision_positions not in ("random", "sincos"):
+        raise ValueError(f"vision_positions must be 'random' or 'sincos', got {vision_positions!r}")
     if not vision_position_scale > 0:
         raise ValueError(f"vision_position_scale must be positive, got {vision_position_scale}")
     if vision_position_scale != 1.0 and vision_positions != "sincos":
@@ -232,8 +235,6 @@ def init_from_corpus(
         grid = round(emb.num_embeddings**0.5)
         with torch.no_grad():
             emb.weight.copy_(sincos_positions(grid, emb.embedding_dim, vision_position_scale))
-    elif vision_positions != "random":
-        raise ValueError(f"vision_positions must be 'random' or 'sincos', got {vision_positions!r}")
     if decoder is not None:
         from .train.warmup import copy_decoder
 
